@@ -1,0 +1,5 @@
+"""Subcommands: (not yet written)."""
+
+
+def register(sub) -> None:
+    return None
