@@ -1,0 +1,113 @@
+"""Slice geometry of a DICOM series: sort by ImagePositionPatient projected on the slice
+normal (never by file name), validate spacing / tilt / orientation, and build the affine.
+
+Affine (RAS+ mm, see ``medssl.io.scan``): voxel i runs along the columns of a slice
+(ImageOrientationPatient[0:3], PixelSpacing[1]), j along its rows (IOP[3:6],
+PixelSpacing[0]), k along the sorted slices; DICOM LPS+ becomes RAS+ by negating x and y."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from medssl.errors import GeometryError, UnsupportedInputError
+
+ORIENTATION_TOL = 1e-3  # max difference between direction cosines of two slices
+SPACING_RTOL = 0.05  # slice gaps further than this from the median count as uneven (as dicom2nifti)
+TILT_TOL_DEG = 0.1  # slice positions drifting sideways by more than this angle = gantry tilt
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass
+class StackGeometry:
+    order: list[int]  # indices into the input list, sorted along the normal
+    row_dir: np.ndarray  # IOP[0:3], LPS: direction of increasing column index (i)
+    col_dir: np.ndarray  # IOP[3:6], LPS: direction of increasing row index (j)
+    normal: np.ndarray
+    pixel_spacing: tuple[float, float]  # (between columns = along i, between rows = along j)
+    positions: np.ndarray  # (n, 3) LPS, in sorted order
+    offsets: np.ndarray  # (n,) positions projected on the normal, ascending
+    step: float  # median slice step along the normal (mm)
+    tilt_deg: float
+    uneven: bool
+
+    def affine(self, step: float | None = None, origin: np.ndarray | None = None) -> np.ndarray:
+        """Voxel -> RAS+ mm for a regular, orthogonal grid starting at ``origin`` (LPS)."""
+        lps = np.eye(4)
+        lps[:3, 0] = self.row_dir * self.pixel_spacing[0]
+        lps[:3, 1] = self.col_dir * self.pixel_spacing[1]
+        lps[:3, 2] = self.normal * (self.step if step is None else step)
+        lps[:3, 3] = self.positions[0] if origin is None else origin
+        return LPS_TO_RAS @ lps
+
+
+def _floats(ds: Dataset, keyword: str, n: int, where: str) -> np.ndarray:
+    value = ds.get(keyword)
+    try:
+        arr = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    if arr.shape != (n,) or not np.isfinite(arr).all():
+        raise UnsupportedInputError(f"{keyword} is missing or malformed; cannot place the slices in space",
+                                    source=where)  # fmt: skip
+    return arr
+
+
+def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where: str = "") -> StackGeometry:
+    """Sort and validate a series' slices (headers only). Raises GeometryError on mixed
+    orientations, missing or duplicate slices; flags uneven spacing and tilt for the caller."""
+    where = where or series
+    if len(datasets) < 2:
+        raise UnsupportedInputError(f"series {series} holds a single 2D image; medssl reads 3D volumes "
+                                    "(pass the folder holding the whole series)",
+                                    source=names[0] if names else where)  # fmt: skip
+    iops = np.stack([_floats(ds, "ImageOrientationPatient", 6, n) for ds, n in zip(datasets, names)])
+    spread = np.abs(iops - iops[0]).max(axis=0).max()
+    if spread > ORIENTATION_TOL:
+        n_distinct = len({tuple(np.round(i, 3)) for i in iops})
+        raise GeometryError(f"series {series}: slices have {n_distinct} different orientations "
+                            "(mixed orientations); choose a single-orientation series", source=where)  # fmt: skip
+    row_dir, col_dir = iops[0, :3], iops[0, 3:]
+    normal = np.cross(row_dir, col_dir)
+    if abs(np.linalg.norm(normal) - 1) > 1e-2 or abs(row_dir @ col_dir) > 1e-2:
+        raise GeometryError(f"series {series}: ImageOrientationPatient is not orthonormal", source=where)
+    normal /= np.linalg.norm(normal)
+
+    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    spacings = {tuple(np.round(_floats(ds, "PixelSpacing", 2, n), 5)) for ds, n in zip(datasets, names)}
+    if len(sizes) > 1 or len(spacings) > 1:
+        raise GeometryError(f"series {series}: slices differ in size or pixel spacing", source=where)
+    row_spacing, col_spacing = _floats(datasets[0], "PixelSpacing", 2, names[0])  # (between rows, between columns)
+
+    positions = np.stack([_floats(ds, "ImagePositionPatient", 3, n) for ds, n in zip(datasets, names)])
+    offsets = positions @ normal
+    order = [int(i) for i in np.argsort(offsets, kind="stable")]
+    positions, offsets = positions[order], offsets[order]
+    gaps = np.diff(offsets)
+    if (gaps < 1e-3).any():
+        raise UnsupportedInputError(f"series {series}: several slices share one position (several phases, "
+                                    "echoes or duplicates?); split the series first", source=where)  # fmt: skip
+    step = float(np.median(gaps))
+    _check_missing(gaps, step, len(datasets), series, where)
+    uneven = bool((np.abs(gaps - step) > SPACING_RTOL * step).any())
+
+    drift = positions[-1] - positions[0]
+    tilt = float(np.degrees(np.arccos(np.clip(abs(drift @ normal) / np.linalg.norm(drift), -1, 1))))
+    return StackGeometry(order, row_dir, col_dir, normal, (float(col_spacing), float(row_spacing)),
+                         positions, offsets, step, tilt, uneven)  # fmt: skip
+
+
+def _check_missing(gaps: np.ndarray, step: float, found: int, series: str, where: str) -> None:
+    ratio = gaps / step
+    multiples = np.round(ratio)
+    missing = (multiples >= 2) & (np.abs(ratio - multiples) <= SPACING_RTOL * multiples)
+    if missing.any():
+        expected = int(round((gaps.sum()) / step)) + 1
+        first = int(np.argmax(missing))
+        raise GeometryError(
+            f"series {series}: missing slices: expected {expected} at {step:.3g} mm steps, found {found} "
+            f"(first gap after sorted slice {first}); add the missing files or choose another series",
+            source=where,
+        )

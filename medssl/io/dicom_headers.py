@@ -1,0 +1,191 @@
+"""Reading DICOM headers safely (never ``force=True``), sorting files into series and
+choosing one: by SeriesInstanceUID (or its short hash), else the largest image series."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from medssl.errors import CorruptFileError, InputError, MedsslError, NotAScanError, UnsupportedInputError
+from medssl.io.limits import ReadLimits
+from medssl.io.phi import uid_hash
+from medssl.io.scan import SeriesInfo
+from medssl.io.sources import Member, check_member_size
+
+log = logging.getLogger(__name__)
+
+NON_IMAGE_MODALITIES = frozenset({"RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "SR", "SEG", "PR", "KO",
+                                  "REG", "DOC", "RWV", "FID", "PLAN"})  # fmt: skip
+NON_IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.1.3.10": "DICOMDIR",
+    "1.2.840.10008.5.1.4.1.1.66.4": "SEG",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RTPLAN",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
+}
+LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "SURVEY"})
+
+
+_QUIET_LOCK = threading.RLock()
+
+
+@contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Keep pydicom's value warnings (which may quote tag values) out of logs and stderr."""
+    with _QUIET_LOCK, _quiet():
+        yield
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    config = pydicom.config.settings
+    saved = config.reading_validation_mode
+    config.reading_validation_mode = pydicom.config.IGNORE
+    pd_log = logging.getLogger("pydicom")
+    saved_disabled = pd_log.disabled
+    pd_log.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        config.reading_validation_mode = saved
+        pd_log.disabled = saved_disabled
+
+
+def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> Dataset:
+    """One DICOM file, or a typed error naming the file (never its contents)."""
+    check_member_size(member, limits)
+    try:
+        with quiet_pydicom(), member.open() as f:
+            return pydicom.dcmread(f, stop_before_pixels=headers_only)
+    except InvalidDicomError as err:
+        raise NotAScanError("not a DICOM file (no DICM preamble or file meta)", source=member.name) from err
+    except RecursionError as err:
+        raise CorruptFileError("DICOM structure nested too deeply", source=member.name) from err
+    except MemoryError as err:
+        raise CorruptFileError("DICOM element lengths are implausible", source=member.name) from err
+    except MedsslError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pydicom raises many types on broken files
+        raise CorruptFileError(
+            f"DICOM file is truncated or malformed ({err.__class__.__name__})", source=member.name
+        ) from err
+
+
+def classify(ds: Dataset) -> tuple[str, str | None]:
+    """('image' | 'localizer' | non-image kind, reason it is skipped or None)."""
+    sop = str(ds.get("SOPClassUID", ""))
+    modality = str(ds.get("Modality", "")).upper()
+    kind = NON_IMAGE_SOP_CLASSES.get(sop) or (modality if modality in NON_IMAGE_MODALITIES else None)
+    if kind:
+        return kind, f"{kind} is not an image series"
+    if "Rows" not in ds or "Columns" not in ds:
+        return "non-image", "object holds no image"
+    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    if image_type & LOCALIZER_TYPES:
+        return "localizer", "localizer / scout image"
+    return "image", None
+
+
+@dataclass
+class SeriesGroup:
+    uid: str
+    uid_hash: str
+    kind: str
+    skipped_reason: str | None
+    items: list[tuple[Member, Dataset]] = field(default_factory=list)
+
+    @property
+    def modality(self) -> str:
+        return str(self.items[0][1].get("Modality", "OT") or "OT")
+
+    @property
+    def description(self) -> str:
+        return str(self.items[0][1].get("SeriesDescription", "") or "")
+
+    def info(self) -> SeriesInfo:
+        ds = self.items[0][1]
+        shape = (int(ds.Columns), int(ds.Rows), len(self.items)) if "Rows" in ds and "Columns" in ds else None
+        return SeriesInfo(self.uid_hash, self.modality, len(self.items), self.description, self.kind,
+                          shape if self.kind == "image" else None, self.skipped_reason)  # fmt: skip
+
+
+@dataclass
+class FolderScan:
+    groups: list[SeriesGroup]
+    failed: list[tuple[str, str, str]]  # (relative name, error code, reason)
+
+
+def group_series(members: list[Member], limits: ReadLimits) -> FolderScan:
+    """Read every header; group by SeriesInstanceUID. Unreadable files go to ``failed``."""
+    by_uid: dict[str, SeriesGroup] = {}
+    failed: list[tuple[str, str, str]] = []
+    for member in members:
+        try:
+            ds = read_dataset(member, limits, headers_only=True)
+        except InputError as err:
+            failed.append((member.name, err.code, err.reason))
+            continue
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        kind, reason = classify(ds)
+        key = f"{uid}|{kind if kind != 'image' else ''}"
+        group = by_uid.get(key)
+        if group is None:
+            group = by_uid[key] = SeriesGroup(uid, uid_hash(uid) or "no-uid", kind, reason)
+        group.items.append((member, ds))
+    groups = sorted(by_uid.values(), key=lambda g: (g.kind != "image", -len(g.items), g.uid_hash))
+    return FolderScan(groups, failed)
+
+
+def select_series(scan: FolderScan, series_uid: str | None, source: str) -> SeriesGroup:
+    """The requested series, or the largest image series (logged by hash)."""
+    if series_uid:
+        wanted = series_uid.strip()
+        hits = [g for g in scan.groups if wanted in (g.uid, g.uid_hash) or
+                (len(wanted) >= 6 and g.uid_hash.startswith(wanted))]  # fmt: skip
+        if not hits:
+            known = ", ".join(g.uid_hash for g in scan.groups) or "none"
+            raise InputError(f"no series matches '{uid_hash(wanted)}' (hash); series here: {known}",
+                             source=source, code="series_not_found")  # fmt: skip
+        group = hits[0]
+        if group.kind != "image":
+            raise UnsupportedInputError(f"series {group.uid_hash}: {group.skipped_reason}", source=source)
+        return group
+    images = [g for g in scan.groups if g.kind == "image"]
+    if not images:
+        skipped = "; ".join(f"{g.uid_hash}: {g.skipped_reason}" for g in scan.groups)
+        if scan.failed and not scan.groups:
+            name, code, reason = scan.failed[0]
+            if len(scan.failed) == 1:
+                raise _error_for_code(code)(reason, source=name)
+            raise _error_for_code(code)(
+                f"no readable DICOM image here ({len(scan.failed)} unreadable file(s); first: {name}: {reason})",
+                source=source,
+            )
+        raise NotAScanError(f"no DICOM image series found{' (' + skipped + ')' if skipped else ''}", source=source)
+    chosen = images[0]
+    if len(images) > 1:
+        log.info("%s: %d image series; reading the largest, %s (%s, %d files); pick another with --series",
+                 source, len(images), chosen.uid_hash, chosen.modality, len(chosen.items))  # fmt: skip
+    for g in scan.groups:
+        if g.kind != "image":
+            log.info("%s: skipped series %s (%d files): %s", source, g.uid_hash, len(g.items), g.skipped_reason)
+    return chosen
+
+
+def _error_for_code(code: str) -> type[InputError]:
+    from medssl import errors
+
+    for cls in (errors.CorruptFileError, errors.LimitExceededError, errors.UnsupportedInputError):
+        if cls.code == code:
+            return cls
+    return errors.NotAScanError

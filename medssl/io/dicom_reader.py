@@ -1,0 +1,185 @@
+"""A DICOM series (folder, zip or single file) -> ``Scan``; the sorted datasets of a series
+(for DICOM SEG writers); and a PHI-masked tag list for the viewer's tag browser."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from medssl.errors import GeometryError, InputError, LimitExceededError
+from medssl.io.dicom_geometry import TILT_TOL_DEG, StackGeometry, stack_geometry
+from medssl.io.dicom_headers import FolderScan, SeriesGroup, group_series, read_dataset, select_series
+from medssl.io.dicom_pixels import slice_pixels
+from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
+from medssl.io.limits import ReadLimits
+from medssl.io.phi import HIDDEN, is_phi_element, phi_from_dataset, uid_hash
+from medssl.io.scan import Scan
+from medssl.io.sources import Member, read_zip, walk_folder
+
+log = logging.getLogger(__name__)
+MAX_LISTED_FAILURES = 20
+
+
+def dicom_members(path: Path, limits: ReadLimits) -> list[Member]:
+    if path.is_dir():
+        return walk_folder(path, limits)
+    if path.suffix.lower() == ".zip":
+        return read_zip(path, limits)
+    return [Member(name=path.name, size=path.stat().st_size, path=path)]
+
+
+def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits,
+                   members: list[Member] | None = None) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
+    found = group_series(dicom_members(path, limits) if members is None else members, limits)
+    if found.failed and found.groups:
+        log.warning("%s: %d file(s) could not be read as DICOM and were skipped (first: %s: %s)",
+                    path.name, len(found.failed), found.failed[0][0], found.failed[0][2])  # fmt: skip
+    return found, select_series(found, series_uid, path.name)
+
+
+def _sorted_datasets(group: SeriesGroup, limits: ReadLimits,
+                     where: str) -> tuple[list[Dataset], list[str], StackGeometry]:  # fmt: skip
+    names = [m.name for m, _ in group.items]
+    head = group.items[0][1]
+    dims = (int(head.Columns), int(head.Rows), len(group.items))
+    if max(dims) > limits.max_dim or int(np.prod(dims, dtype=np.int64)) > limits.max_voxels:
+        raise LimitExceededError(f"series {group.uid_hash}: {dims} voxels exceed the read limits "
+                                 f"(max_dim {limits.max_dim}, max_voxels {limits.max_voxels})",
+                                 source=where)  # fmt: skip
+    if len(group.items) == 1:  # report a broken or undecodable file before "2D only"
+        slice_pixels(read_dataset(group.items[0][0], limits, headers_only=False), names[0])
+    geo = stack_geometry([ds for _, ds in group.items], names, group.uid_hash, where)
+    members = [group.items[i][0] for i in geo.order]
+    datasets = [read_dataset(m, limits, headers_only=False) for m in members]
+    return datasets, [m.name for m in members], geo
+
+
+def read_dicom_datasets(path: str | Path, series_uid: str | None = None,
+                        limits: ReadLimits | None = None) -> list[Dataset]:  # fmt: skip
+    """The chosen series' full datasets, sorted along the slice normal (the k axis of
+    ``read_scan``'s array), e.g. as ``source_images`` for highdicom's Segmentation."""
+    limits = limits or ReadLimits()
+    _, group = _chosen_series(Path(path), series_uid, limits)
+    return _sorted_datasets(group, limits, Path(path).name)[0]
+
+
+def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
+               limits: ReadLimits, case_id: str, members: list[Member] | None = None) -> Scan:  # fmt: skip
+    """``members``: the folder's files when the caller has walked it already."""
+    found, group = _chosen_series(path, series_uid, limits, members)
+    datasets, names, geo = _sorted_datasets(group, limits, path.name)
+    head = datasets[0]
+    volume = np.empty((int(head.Columns), int(head.Rows), len(datasets)), dtype=np.float32)
+    for k, (ds, name) in enumerate(zip(datasets, names)):
+        volume[:, :, k] = slice_pixels(ds, name).T
+    volume, affine, resampled = _regularise(volume, geo, group.uid_hash, path.name, allow_resample)
+    if not np.isfinite(volume).all():
+        raise InputError(f"series {group.uid_hash}: volume holds NaN or infinite values", source=path.name,
+                         code="non_finite")  # fmt: skip
+    meta = _meta(head, datasets, geo, group, found, path, resampled)
+    return Scan(array=volume, affine=affine, modality=group.modality, source=path.name, case_id=case_id,
+                meta=meta, series=[g.info() for g in found.groups],
+                phi=phi_from_dataset(head) if reveal_phi else {})  # fmt: skip
+
+
+def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
+                allow_resample: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:  # fmt: skip
+    done: list[str] = []
+    n = volume.shape[2]
+    if geo.tilt_deg > TILT_TOL_DEG:
+        if not allow_resample:
+            raise GeometryError(f"series {series}: gantry tilt of {geo.tilt_deg:.2f} degrees; pass "
+                                "--allow-resample (allow_resample=True) to resample onto a regular grid",
+                                source=where)  # fmt: skip
+        volume = undo_tilt(volume, geo)
+        done.append(f"gantry tilt {geo.tilt_deg:.2f} deg removed")
+    step = (geo.offsets[-1] - geo.offsets[0]) / (n - 1)
+    if geo.uneven:
+        gaps = np.diff(geo.offsets)
+        if not allow_resample:
+            raise GeometryError(f"series {series}: slice spacing varies ({gaps.min():.3g} to {gaps.max():.3g} mm); "
+                                "pass --allow-resample to resample", source=where)  # fmt: skip
+        step = geo.step
+        volume = resample_along_normal(volume, geo.offsets, regular_offsets(geo.offsets, step))
+        done.append(f"uneven slice spacing ({gaps.min():.3g}-{gaps.max():.3g} mm) resampled to {step:.3g} mm")
+    for what in done:
+        log.warning("series %s: %s", series, what)
+    return volume, geo.affine(step=step), done
+
+
+def _meta(head: Dataset, datasets: list[Dataset], geo: StackGeometry, group: SeriesGroup,
+          found: FolderScan, path: Path, resampled: list[str]) -> dict[str, Any]:  # fmt: skip
+    slopes = {float(ds.get("RescaleSlope", 1) or 1) for ds in datasets}
+    intercepts = {float(ds.get("RescaleIntercept", 0) or 0) for ds in datasets}
+    syntax = head.file_meta.get("TransferSyntaxUID") if hasattr(head, "file_meta") else None
+    meta: dict[str, Any] = {
+        "format": "dicom-zip" if path.suffix.lower() == ".zip" else "dicom",
+        "series_uid_hash": group.uid_hash,
+        "study_uid_hash": uid_hash(head.get("StudyInstanceUID", "")),
+        "frame_of_reference_hash": uid_hash(head.get("FrameOfReferenceUID", "")),
+        "series_description": group.description,
+        "n_files": len(datasets),
+        "slice_step_mm": round(float(geo.step), 6),
+        "slice_thickness_mm": float(head.get("SliceThickness") or 0) or None,
+        "transfer_syntax": syntax.name if syntax else None,
+        "rescale_slope": sorted(slopes),
+        "rescale_intercept": sorted(intercepts),
+        "window_center": _first_float(head.get("WindowCenter")),
+        "window_width": _first_float(head.get("WindowWidth")),
+        "resampled": resampled,
+        "unreadable_files": [{"file": n, "code": c, "reason": r} for n, c, r in found.failed[:MAX_LISTED_FAILURES]],
+        "n_unreadable_files": len(found.failed),
+    }
+    for keyword in ("Manufacturer", "BodyPartExamined", "PhotometricInterpretation"):
+        if head.get(keyword):
+            meta[keyword[0].lower() + keyword[1:]] = str(head.get(keyword))
+    return meta
+
+
+def _first_float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def dicom_tags(path: str | Path, series_uid: str | None = None, reveal_phi: bool = False,
+               limits: ReadLimits | None = None) -> list[dict[str, str]]:  # fmt: skip
+    """Tags of the chosen series' middle slice as rows {tag, keyword, vr, value}; values of
+    PHI elements (names, IDs, dates, all UIDs, private tags) read '<hidden>' (UIDs as their
+    short hash) unless ``reveal_phi``."""
+    limits = limits or ReadLimits()
+    _, group = _chosen_series(Path(path), series_uid, limits)
+    ds = group.items[len(group.items) // 2][1]
+    rows: list[dict[str, str]] = []
+    _flatten(ds, "", reveal_phi, rows)
+    return rows
+
+
+def _flatten(ds: Dataset, prefix: str, reveal: bool, rows: list[dict[str, str]], depth: int = 0) -> None:
+    for elem in ds:
+        keyword = elem.keyword or ("(private)" if elem.tag.is_private else "(unknown)")
+        name = f"{prefix}{keyword}"
+        tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
+        if elem.VR == "SQ":
+            rows.append({"tag": tag, "keyword": name, "vr": "SQ", "value": f"<{len(elem.value)} item(s)>"})
+            if depth < 3 and (reveal or not is_phi_element(elem.keyword, "SQ", elem.tag.is_private)):
+                for n, item in enumerate(elem.value[:20]):
+                    _flatten(item, f"{name}[{n}].", reveal, rows, depth + 1)
+            continue
+        if elem.tag == 0x7FE00010 or elem.VR in ("OB", "OW", "OF", "OD", "UN"):
+            binary = elem.tag == 0x7FE00010 or not reveal
+            value = f"<{len(elem.value or b'')} bytes>" if binary else str(elem.value)[:200]
+        elif reveal or not is_phi_element(elem.keyword, str(elem.VR), elem.tag.is_private):
+            value = str(elem.value)[:200]
+        elif elem.VR == "UI":
+            value = f"hash:{uid_hash(elem.value)}"
+        else:
+            value = HIDDEN
+        rows.append({"tag": tag, "keyword": name, "vr": str(elem.VR), "value": value})

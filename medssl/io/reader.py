@@ -1,0 +1,72 @@
+"""The one entry point for reading scans, plus canonical reorientation and case ids."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from medssl.errors import InputError, NotAScanError
+from medssl.io.dicom_reader import read_dicom
+from medssl.io.limits import ReadLimits
+from medssl.io.nifti import read_nifti
+from medssl.io.scan import Scan
+from medssl.io.sources import is_nifti_name, walk_folder
+
+_SUFFIXES = (".nii.gz", ".nii", ".zip", ".dcm", ".dicom", ".ima")
+
+
+def read_scan(path: str | Path, *, series_uid: str | None = None, allow_resample: bool = False,
+              reveal_phi: bool = False, limits: ReadLimits | None = None) -> Scan:  # fmt: skip
+    """Read a NIfTI file, a folder holding DICOM files (the largest image series unless
+    ``series_uid``, a full SeriesInstanceUID or its short hash, says otherwise), or a
+    ``.zip`` of a DICOM series (read in memory).
+
+    Returns a ``Scan``: ``array`` (X, Y, Z) float32 (HU for CT), ``affine`` voxel -> RAS+ mm.
+    Raises ``InputError`` subclasses naming the problem and the file, never the patient.
+    ``allow_resample`` resamples uneven slice spacing or gantry tilt onto a regular grid
+    instead of raising ``GeometryError``. ``reveal_phi`` fills ``scan.phi``."""
+    path = Path(path)
+    limits = limits or ReadLimits()
+    if not path.exists():
+        raise InputError("no such file or folder", source=path.name, code="not_found")
+    case_id = case_id_for(path)
+    if path.is_file() and is_nifti_name(path.name):
+        return read_nifti(path, limits=limits, case_id=case_id)
+    members = None
+    if path.is_dir():
+        members = walk_folder(path, limits, include_nifti=True)
+        niftis = [m.path for m in members if is_nifti_name(m.name) and m.path is not None]
+        if niftis and len(niftis) == len(members):
+            if len(niftis) > 1:
+                raise NotAScanError(f"folder holds {len(niftis)} NIfTI files; pass one of them", source=path.name)
+            return read_nifti(niftis[0], limits=limits, case_id=case_id_for(niftis[0]))
+        members = [m for m in members if not is_nifti_name(m.name)]
+    return read_dicom(path, series_uid=series_uid, allow_resample=allow_resample, reveal_phi=reveal_phi,
+                      limits=limits, case_id=case_id, members=members)  # fmt: skip
+
+
+def case_id_for(path: str | Path) -> str:
+    """PHI-free id from the file or folder name (never from DICOM tags): extension and an
+    nnU-Net channel suffix ``_0000`` removed, characters outside [A-Za-z0-9._-] replaced."""
+    name = Path(path).name
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    name = re.sub(r"_0000$", "", name)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "case"
+    return name[:128]
+
+
+def to_canonical(scan: Scan) -> Scan:
+    """The same scan with voxel axes reordered/flipped to the closest RAS (as nibabel's
+    ``as_closest_canonical``); the world positions of all voxels are unchanged."""
+    start = nib.orientations.io_orientation(scan.affine)
+    transform = nib.orientations.ornt_transform(start, nib.orientations.axcodes2ornt("RAS"))
+    array = np.ascontiguousarray(nib.orientations.apply_orientation(scan.array, transform))
+    affine = scan.affine @ nib.orientations.inv_ornt_aff(transform, scan.array.shape)
+    return dataclasses.replace(scan, array=array, affine=affine)

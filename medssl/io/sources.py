@@ -1,0 +1,149 @@
+"""Where DICOM bytes come from: the files of a folder tree, or the members of a zip read in
+memory. Zip members are never extracted to disk; member names are only labels, and names
+that would escape a folder (``../``, absolute, drive letters) or links are refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from medssl.errors import CorruptFileError, LimitExceededError, NotAScanError, UnsupportedInputError
+from medssl.io.limits import ReadLimits
+
+# Files that are never scans; skipped silently when walking a folder.
+IGNORED_SUFFIXES = frozenset(
+    ".json .jsonl .txt .md .csv .tsv .yaml .yml .xml .html .htm .py .sh .png .jpg .jpeg .gif "
+    ".pdf .log .ini .cfg .toml .npy .npz .pt .pth .zip .gz .bz2 .xz .tar".split()
+)
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti_name(name: str) -> bool:
+    return name.lower().endswith(NIFTI_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One candidate DICOM file: ``name`` is a relative, PHI-free label used in messages."""
+
+    name: str
+    size: int
+    path: Path | None = None  # a file on disk
+    data: bytes | None = None  # or the bytes of a zip member
+
+    def open(self) -> BinaryIO:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.path is not None
+        return open(self.path, "rb")
+
+
+def _is_ignored(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    if base.startswith(".") or base.lower() in {"readme", "license", "thumbs.db"}:
+        return True
+    return any(base.lower().endswith(s) for s in IGNORED_SUFFIXES) and not is_nifti_name(base)
+
+
+def walk_folder(root: Path, limits: ReadLimits, *, include_nifti: bool = False) -> list[Member]:
+    """Files under ``root`` (sorted, hidden files and obvious non-scans left out)."""
+    members: list[Member] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            path = Path(dirpath) / filename
+            rel = path.relative_to(root).as_posix()
+            if _is_ignored(rel) or (is_nifti_name(rel) and not include_nifti):
+                continue
+            if len(members) >= limits.max_files:
+                raise LimitExceededError(
+                    f"folder holds more than {limits.max_files} files; point at one series "
+                    "folder or raise ReadLimits.max_files",
+                    source=root.name,
+                )
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue  # vanished or a dangling link
+            members.append(Member(name=rel, size=size, path=path))
+    return members
+
+
+def check_member_size(member: Member, limits: ReadLimits) -> None:
+    if member.size == 0:
+        raise CorruptFileError("empty file (0 bytes)", source=member.name)
+    if member.size > limits.max_file_bytes:
+        raise LimitExceededError(
+            f"file is {member.size} bytes, above the limit of {limits.max_file_bytes}",
+            source=member.name,
+        )
+
+
+def _safe_member_name(info: zipfile.ZipInfo, archive: str) -> str:
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise UnsupportedInputError(
+            f"zip member name '{name[:80]}' points outside the archive; refusing the archive",
+            source=archive,
+        )
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UnsupportedInputError(f"zip member '{name[:80]}' is a link; refusing the archive", source=archive)
+    return name
+
+
+def _check_zip_budget(infos: list[zipfile.ZipInfo], archive: str, limits: ReadLimits) -> None:
+    if len(infos) > limits.max_zip_members:
+        raise LimitExceededError(
+            f"zip holds {len(infos)} members, above the limit of {limits.max_zip_members}", source=archive
+        )
+    total = sum(i.file_size for i in infos)
+    if total > limits.max_total_bytes:
+        raise LimitExceededError(
+            f"zip would unpack to {total} bytes, above the limit of {limits.max_total_bytes}", source=archive
+        )
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > 1024 * 1024 and ratio > limits.max_ratio:
+            raise LimitExceededError(
+                f"zip member compresses {ratio:.0f}:1, above the limit of {limits.max_ratio:.0f}:1 "
+                "(a zip bomb?)",
+                source=archive,
+            )
+        if info.file_size > limits.max_file_bytes:
+            raise LimitExceededError(f"zip member is {info.file_size} bytes, above the limit", source=archive)
+
+
+def read_zip(path: Path, limits: ReadLimits) -> list[Member]:
+    """Members of a zip archive, read into memory after the limits have been checked."""
+    archive = path.name
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise NotAScanError(f"not a readable zip archive ({err.__class__.__name__})", source=archive) from err
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        names = [_safe_member_name(i, archive) for i in infos]
+        _check_zip_budget(infos, archive, limits)
+        members = []
+        for info, name in zip(infos, names):
+            if _is_ignored(name) or name.startswith("__MACOSX/"):
+                continue
+            try:
+                with zf.open(info) as f:
+                    data = f.read(info.file_size + 1)
+            except NotImplementedError as err:
+                raise UnsupportedInputError(f"zip member uses an unsupported compression method",
+                                            source=f"{archive}:{name}") from err  # fmt: skip
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
+                raise CorruptFileError(f"zip member cannot be read ({err.__class__.__name__})",
+                                       source=f"{archive}:{name}") from err  # fmt: skip
+            if len(data) > info.file_size:
+                raise CorruptFileError("zip member is larger than its header says", source=f"{archive}:{name}")
+            members.append(Member(name=f"{archive}:{name}", size=len(data), data=data))
+    return members

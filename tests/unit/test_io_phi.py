@@ -1,0 +1,78 @@
+"""Patient data never leaves read_scan unless asked; UIDs become salted hashes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+
+import pytest
+
+from medssl.errors import GeometryError
+from medssl.io import case_id_for, dicom_tags, probe, read_scan, uid_hash
+from medssl.io import phi as phi_module
+from tests.conftest import assert_no_phi
+from tests.unit.test_io_helpers import SENTINEL_ID, SENTINEL_NAME, make_series
+
+UID = "1.2.826.0.1.3680043.8.498.12345"
+
+
+def test_uid_hash_is_salted_short_and_stable(monkeypatch):
+    monkeypatch.setenv("MEDSSL_UID_SALT", "a")
+    first = uid_hash(UID)
+    assert first == uid_hash(UID) and len(first) == 12 and UID not in first
+    monkeypatch.setenv("MEDSSL_UID_SALT", "b")
+    assert uid_hash(UID) != first and uid_hash("") == ""
+
+
+def test_salt_file_is_private_and_reused(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDSSL_UID_SALT", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    phi_module._file_salt.cache_clear()
+    first = uid_hash(UID)
+    salt_file = tmp_path / "medssl" / "salt"
+    assert stat.S_IMODE(salt_file.stat().st_mode) == 0o600
+    phi_module._file_salt.cache_clear()
+    assert uid_hash(UID) == first
+    phi_module._file_salt.cache_clear()
+
+
+def test_nothing_identifying_in_scan_logs_or_probe(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    make_series(tmp_path / "a", 4, series_uid=UID)
+    make_series(tmp_path / "a", 3, series_uid=UID + ".2", prefix="B")
+    scan = read_scan(tmp_path / "a")
+    text = json.dumps({"meta": scan.meta, "series": [s.__dict__ for s in scan.series]}, default=str)
+    text += repr(scan) + str(probe(tmp_path / "a")) + caplog.text
+    assert_no_phi(text, "scan, probe and logs")
+    assert UID not in text and "19000101" not in text
+    assert scan.phi == {}
+    assert read_scan(tmp_path / "a", reveal_phi=True).phi["PatientName"] == SENTINEL_NAME
+
+
+def test_errors_name_the_series_not_the_patient(tmp_path):
+    make_series(tmp_path, 5, offsets=[0, 2, 4, 8, 10], series_uid=UID)
+    with pytest.raises(GeometryError) as info:
+        read_scan(tmp_path)
+    assert_no_phi(str(info.value), "error")
+    assert UID not in str(info.value) and uid_hash(UID) in str(info.value)
+
+
+def test_tag_browser_masks_phi_unless_revealed(tmp_path):
+    make_series(tmp_path, 3, series_uid=UID)
+    rows = {r["keyword"]: r for r in dicom_tags(tmp_path)}
+    assert rows["PatientName"]["value"] == "<hidden>" and rows["PatientID"]["value"] == "<hidden>"
+    assert rows["PatientBirthDate"]["value"] == "<hidden>"
+    assert rows["SeriesInstanceUID"]["value"] == f"hash:{uid_hash(UID)}"
+    assert rows["Modality"]["value"] == "CT" and rows["PatientName"]["tag"] == "(0010,0010)"
+    assert_no_phi(json.dumps(list(rows.values())), "tag browser")
+    shown = {r["keyword"]: r["value"] for r in dicom_tags(tmp_path, reveal_phi=True)}
+    assert shown["PatientName"] == SENTINEL_NAME and shown["PatientID"] == SENTINEL_ID
+    assert shown["SeriesInstanceUID"] == UID
+
+
+@pytest.mark.parametrize("path, expected", [("/d/lung_001_0000.nii.gz", "lung_001"), ("/d/case 7.nii", "case_7"),
+                                            ("/d/series.zip", "series"), ("/d/head_ct_series", "head_ct_series"),
+                                            ("/d/ä?.dcm", "case")])  # fmt: skip
+def test_case_id_from_names_only(path, expected):
+    assert case_id_for(path) == expected
