@@ -1,0 +1,280 @@
+"""Manifest of a tree of scans: one JSON line per image series or volume, headers only.
+
+Inputs found under ROOT (hidden entries skipped):
+- each ``.nii`` / ``.nii.gz`` file and each ``.zip`` file is one input;
+- each folder that directly holds other files (DICOM files often have no extension) is one
+  input, except files with a sidecar suffix (``.json``, ``.csv``, ``.txt``, ...).
+
+``medssl.io.probe`` reads each input's headers: a folder gives one ``ok`` row per image
+series plus one ``failed`` row per unreadable file; an input that cannot be read at all
+gives one ``failed`` row with the error's code and reason. Re-running with the previous
+manifest reuses the rows of inputs whose size and mtime are unchanged, probes new or
+changed ones and drops removed ones."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medssl.errors import CorruptFileError, MedsslError
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIXES = frozenset(  # as medssl.io's folder walk, plus a few
+    ".json .jsonl .csv .tsv .txt .md .rst .yaml .yml .log .html .htm .pdf .png .jpg .jpeg .gif "
+    ".py .sh .npy .npz .pt .pth .ckpt .tmp .lock .xml .ini .cfg .toml .gz .bz2 .xz .tar".split()
+)
+SIDECAR_NAMES = frozenset({"readme", "license", "thumbs.db"})
+LABEL_SUFFIXES = ("_label", "_labels", "_seg", "_mask")
+
+
+@dataclass(frozen=True)
+class ScanInput:
+    rel: str  # posix path relative to ROOT
+    kind: str  # "nifti" | "zip" | "dicom"
+    size: int  # bytes (summed over a folder's files)
+    mtime_ns: int  # newest mtime in a folder
+    fingerprint: str  # changes when any file is added, removed, resized or touched
+
+
+@dataclass
+class IndexResult:
+    rows: list[dict[str, Any]]
+    probed: int = 0  # inputs read this run
+    reused: int = 0  # inputs whose rows were kept from the previous manifest
+    removed: int = 0  # inputs of the previous manifest no longer found
+    counts: dict[str, int] = field(default_factory=dict)  # rows by status
+
+    def summary(self) -> str:
+        inputs = len({r["input"] for r in self.rows})
+        return (
+            f"{inputs} inputs, {len(self.rows)} rows: {self.counts.get('ok', 0)} ok, "
+            f"{self.counts.get('failed', 0)} failed; probed {self.probed}, "
+            f"unchanged {self.reused}, removed {self.removed}"
+        )
+
+
+def _is_nifti(name: str) -> bool:
+    return name.endswith((".nii", ".nii.gz"))
+
+
+def _stem(name: str) -> str:
+    for ext in (".nii.gz", ".nii", ".zip"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _dicom_candidate(name: str) -> bool:
+    """A file that may be DICOM: not NIfTI, zip, hidden or a known sidecar."""
+    low = name.lower()
+    return not (low.startswith(".") or _is_nifti(low) or low.endswith(".zip") or low in SIDECAR_NAMES
+                or any(low.endswith(s) for s in SIDECAR_SUFFIXES))
+
+
+def find_inputs(root: Path, skip: frozenset[Path] = frozenset()) -> Iterator[ScanInput]:
+    """Walks ``root`` with ``os.scandir`` (stat only, no file is opened), in sorted order."""
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            log.warning("cannot list %s: %s", os.path.relpath(folder, root), err.strerror)
+            continue
+        loose: list[os.DirEntry] = []
+        subdirs: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == "__pycache__":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(Path(entry.path))
+            elif entry.is_file() and not (skip and Path(entry.path).resolve() in skip):
+                loose.append(entry)
+        for entry in loose:
+            name = entry.name.lower()
+            if _is_nifti(name) or name.endswith(".zip"):
+                st = entry.stat()
+                yield ScanInput(Path(entry.path).relative_to(root).as_posix(),
+                                "zip" if name.endswith(".zip") else "nifti",
+                                st.st_size, st.st_mtime_ns, f"{st.st_size}:{st.st_mtime_ns}")
+        dicom = [e for e in loose if _dicom_candidate(e.name)]
+        if dicom:
+            stats = [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in dicom]
+            digest = hashlib.sha1(json.dumps(stats).encode()).hexdigest()[:16]
+            yield ScanInput(folder.relative_to(root).as_posix(), "dicom",
+                            sum(s[1] for s in stats), max(s[2] for s in stats), f"{len(stats)}:{digest}")
+        stack.extend(reversed(subdirs))
+
+
+def _row_id(input_rel: str, key: str) -> str:
+    return hashlib.sha1(f"{input_rel}|{key}".encode()).hexdigest()[:16]
+
+
+def _base_row(inp: ScanInput, path: str, key: str) -> dict[str, Any]:
+    stem = _stem(Path(path).name).lower()
+    return {
+        "id": _row_id(inp.rel, key),
+        "path": path,
+        "input": inp.rel,
+        "kind": inp.kind,
+        "role": "label" if stem.endswith(LABEL_SUFFIXES) else "image",
+        "series": None,
+        "modality": None,
+        "shape": None,
+        "spacing": None,
+        "n_files": None,
+        "status": "ok",
+        "code": None,
+        "reason": None,
+        "size": inp.size,
+        "mtime_ns": inp.mtime_ns,
+        "fingerprint": inp.fingerprint,
+    }
+
+
+def _failed_row(inp: ScanInput, path: str, code: str, reason: str) -> dict[str, Any]:
+    row = _base_row(inp, path, f"failed:{path}")
+    row.update(status="failed", code=code, reason=reason)
+    return row
+
+
+def _probe_direct_files(folder: Path, names: list[str], probe: Callable[[Path], Any]) -> Any:
+    """``probe`` of a folder's own files only: ``probe`` reads folders to any depth, and the
+    subfolders are inputs of their own. A temporary folder of links stands in for it."""
+    with tempfile.TemporaryDirectory(prefix="medssl-index-") as tmp:
+        for name in names:
+            os.symlink(folder / name, Path(tmp) / name)
+        return probe(Path(tmp))
+
+
+def _series_rows(inp: ScanInput, result: Any) -> list[dict[str, Any]]:
+    rows = []
+    for header in result.series:
+        kind = getattr(header, "kind", "image")
+        if kind != "image":
+            continue  # localizers and non-image objects (RTSTRUCT, SR, SEG, ...) are not volumes
+        key = getattr(header, "uid_hash", "") or getattr(header, "series_key", "")
+        row = _base_row(inp, inp.rel, f"series:{key}")
+        row.update(
+            series=getattr(header, "uid_hash", "") or None,
+            modality=header.modality,
+            shape=[int(v) for v in header.shape] if header.shape is not None else None,
+            spacing=[round(float(v), 6) for v in header.spacing] if header.spacing is not None else None,
+            n_files=getattr(header, "n_files", None),
+        )
+        skipped = getattr(header, "skipped_reason", None)
+        if skipped:  # an image series whose geometry cannot be used ("code: reason")
+            code, _, reason = skipped.partition(": ")
+            row.update(status="failed", code=code if reason else "geometry", reason=reason or skipped)
+        rows.append(row)
+    return rows
+
+
+def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list[dict[str, Any]]:
+    """Rows for one input; never raises for a bad input."""
+    path = Path(root) / inp.rel
+    try:
+        if inp.kind == "dicom" and any(e.is_dir() for e in os.scandir(path)):
+            names = [n for n in sorted(os.listdir(path)) if _dicom_candidate(n) and (path / n).is_file()]
+            result = _probe_direct_files(path, names, probe)
+        else:
+            result = probe(path)
+    except MedsslError as err:  # InputError subclasses; a limit or config problem alike
+        return [_failed_row(inp, inp.rel, err.code, err.reason)]
+    except OSError as err:
+        return [_failed_row(inp, inp.rel, "unreadable", err.strerror or err.__class__.__name__)]
+    rows = _series_rows(inp, result)
+    for rel, code, reason in result.failed:
+        where = inp.rel if inp.kind == "nifti" or rel == Path(inp.rel).name else f"{inp.rel}/{rel}"
+        rows.append(_failed_row(inp, where, code, reason))
+    if not rows:
+        kinds = sorted({getattr(h, "kind", "?") for h in result.series})
+        reason = "no image series found" + (f" (only: {', '.join(kinds)})" if kinds else "")
+        rows.append(_failed_row(inp, inp.rel, "no_image_series", reason))
+    return rows
+
+
+def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
+               probe: Callable[[Path], Any] | None = None,
+               skip: frozenset[Path] = frozenset(), workers: int = 1) -> IndexResult:
+    """Indexes ``root``; rows of ``previous`` whose input is unchanged are reused.
+    ``workers`` > 1 probes in that many processes (``probe`` must then be picklable)."""
+    if probe is None:
+        from medssl.io import probe
+    root = Path(root)
+    old: dict[str, list[dict[str, Any]]] = {}
+    for row in previous or []:
+        old.setdefault(row.get("input", row.get("path")), []).append(row)
+    result = IndexResult(rows=[])
+    slots: list[list[dict[str, Any]] | ScanInput] = []  # kept rows, or an input to probe
+    for inp in find_inputs(root, skip):
+        kept = old.pop(inp.rel, None)
+        unchanged = kept and all(r.get("fingerprint") == inp.fingerprint for r in kept)
+        slots.append(kept if unchanged else inp)  # type: ignore[arg-type]
+    result.removed = len(old)
+    todo = [s for s in slots if isinstance(s, ScanInput)]
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            probed = iter(pool.map(probe_rows, [root] * len(todo), todo, [probe] * len(todo),
+                                   chunksize=max(1, len(todo) // (8 * workers))))
+    else:
+        probed = (probe_rows(root, inp, probe) for inp in todo)
+    for slot in slots:
+        result.rows.extend(next(probed) if isinstance(slot, ScanInput) else slot)
+    result.probed, result.reused = len(todo), len(slots) - len(todo)
+    for row in result.rows:
+        result.counts[row["status"]] = result.counts.get(row["status"], 0) + 1
+    return result
+
+
+def write_manifest(rows: list[dict[str, Any]], path: Path) -> None:
+    """Atomic: a temporary file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, sort_keys=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """Rows of a manifest written by ``medssl data index``."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CorruptFileError(f"line {n} is not JSON ({err.msg})", source=Path(path).name) from err
+            if not isinstance(row, dict) or "path" not in row:
+                raise CorruptFileError(f"line {n} is not a manifest row", source=Path(path).name)
+            rows.append(row)
+    return rows
+
+
+def update_manifest(root: Path, out: Path, *, probe: Callable[[Path], Any] | None = None,
+                    workers: int = 1) -> IndexResult:
+    """Indexes ``root`` into ``out``, reusing ``out``'s rows of unchanged inputs."""
+    previous = None
+    if Path(out).is_file():
+        try:
+            previous = read_manifest(out)
+        except CorruptFileError as err:
+            log.warning("previous manifest unreadable (%s); indexing from scratch", err)
+    result = index_tree(root, previous, probe=probe, skip=frozenset({Path(out).resolve()}), workers=workers)
+    write_manifest(result.rows, out)
+    return result

@@ -1,0 +1,216 @@
+"""Procedural CT-like torso phantoms: the built-in data for the demo, tests and benchmarks.
+
+``make_phantom(seed)`` draws one subject: body shape, organ positions and sizes, lesions,
+noise, in-plane spacing (field of view) and slice thickness all vary with the seed, and the
+same seed always gives the same subject. Images are integer HU stored as float32; labels
+follow ``LABELS``. Anatomy is laid out in RAS+ millimetres around the body centre and then
+sampled on the voxel grid, so any grid orientation gives the same patient.
+
+The affine has LPS axis codes (i towards patient left, j posterior, k superior), the grid
+of an ordinary axial DICOM series, so a subject written as DICOM reads back on the same
+grid as its NIfTI twin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+LABELS: dict[str, str] = {
+    "0": "background",
+    "1": "liver",
+    "2": "kidney",
+    "3": "spleen",
+    "4": "lung",
+    "5": "bone",
+    "6": "lesion",
+}
+LIVER, KIDNEY, SPLEEN, LUNG, BONE, LESION = 1, 2, 3, 4, 5, 6
+HU_MIN, HU_MAX = -1024, 3071
+DEFAULT_INPLANE = 96
+SLICE_THICKNESSES = (1.5, 2.0, 2.5, 3.0, 5.0)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    x: np.ndarray  # RAS+ mm of each voxel, broadcastable (X,1,1) / (1,Y,1) / (1,1,Z)
+    y: np.ndarray
+    z: np.ndarray
+
+
+def phantom_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                   centre: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """Voxel -> RAS+ mm affine with LPS axis codes, grid centred on ``centre`` (mm)."""
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    half = (np.asarray(shape, dtype=float) - 1) / 2
+    affine[:3, 3] = np.asarray(centre, dtype=float) - affine[:3, :3] @ half
+    return affine
+
+
+def _grid(shape: tuple[int, int, int], affine: np.ndarray) -> _Grid:
+    # The affine is diagonal, so each world axis depends on one voxel axis only.
+    axes = [affine[a, a] * np.arange(n, dtype=np.float32) + affine[a, 3] for a, n in enumerate(shape)]
+    return _Grid(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
+
+
+def _ellipsoid(g: _Grid, centre, radii, angle: float = 0.0) -> np.ndarray:
+    """Boolean mask of an ellipsoid, rotated by ``angle`` (rad) about the z axis."""
+    dx, dy, dz = g.x - centre[0], g.y - centre[1], g.z - centre[2]
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    return (u / radii[0]) ** 2 + (v / radii[1]) ** 2 + (dz / radii[2]) ** 2 <= 1.0
+
+
+def _ellipse_r(g: _Grid, a: float | np.ndarray, b: float | np.ndarray, cy: float = 0.0) -> np.ndarray:
+    """Normalised elliptic radius in the axial plane (1.0 on the ellipse)."""
+    return np.sqrt((g.x / a) ** 2 + ((g.y - cy) / b) ** 2)
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], amplitude: float) -> np.ndarray:
+    coarse = rng.normal(0.0, amplitude, size=(6, 6, 4)).astype(np.float32)
+    return ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=1)[
+        : shape[0], : shape[1], : shape[2]
+    ]
+
+
+def _draw_spacing(rng: np.random.Generator, shape: tuple[int, int, int] | None, body_width: float):
+    inplane = body_width * rng.uniform(1.08, 1.35)  # field of view across, mm
+    thickness = float(rng.choice(SLICE_THICKNESSES))
+    if shape is None:
+        nz = int(np.clip(round(rng.uniform(150.0, 260.0) / thickness), 40, 80))
+        shape = (DEFAULT_INPLANE, DEFAULT_INPLANE, nz)
+    else:
+        thickness = float(np.clip(rng.uniform(150.0, 260.0) / shape[2], 1.5, 5.0))
+    return shape, (inplane / shape[0], inplane / shape[1], thickness)
+
+
+def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image, label) -> None:
+    """Paints ``count`` ellipsoidal lesions centred inside ``host``, clipped to it."""
+    idx = np.flatnonzero(host)
+    if idx.size == 0:
+        return
+    for flat in rng.choice(idx, size=min(count, idx.size), replace=False):
+        i, j, k = np.unravel_index(flat, host.shape)
+        centre = (g.x[i, 0, 0], g.y[0, j, 0], g.z[0, 0, k])
+        radius = rng.uniform(4.0, 15.0)
+        radii = radius * rng.uniform(0.7, 1.3, size=3)
+        mask = _ellipsoid(g, centre, radii, rng.uniform(0, np.pi)) & host
+        contrast = rng.choice([-1.0, 1.0]) * rng.uniform(20.0, 60.0)
+        image[mask] = base_hu + contrast
+        label[mask] = LESION
+
+
+def _paint_body(rng, g: _Grid, shape, a: float, b: float, image: np.ndarray):
+    """Subcutaneous fat, muscle wall and the abdominal/thoracic cavity's soft tissue.
+    Returns the cavity mask and its semi-axes (mm)."""
+    taper = 1.0 + 0.0008 * g.z  # a little wider towards the chest
+    fat_mm = rng.uniform(8.0, 30.0)
+    body = np.broadcast_to(_ellipse_r(g, a * taper, b * taper) <= 1.0, shape)
+    muscle = np.broadcast_to(_ellipse_r(g, a * taper - fat_mm, b * taper - fat_mm) <= 1.0, shape)
+    ca, cb = a - fat_mm - 12.0, b - fat_mm - 12.0
+    cavity = np.broadcast_to(_ellipse_r(g, ca * taper, cb * taper) <= 1.0, shape)
+    image[body] = rng.uniform(-110.0, -90.0)
+    image[muscle] = rng.uniform(40.0, 55.0)
+    soft = rng.uniform(15.0, 35.0) + _smooth_field(rng, shape, 25.0)  # bowel / visceral fat mix
+    image[cavity] = soft[cavity]
+    return cavity, ca, cb
+
+
+def _paint_organs(rng, g: _Grid, cavity, ca: float, cb: float, dome: float, image, label) -> None:
+    """Lungs, liver, spleen, kidneys (ellipsoids inside the cavity) and the aorta (unlabelled)."""
+    jitter = lambda s=0.08: rng.uniform(1 - s, 1 + s)  # noqa: E731
+    lung_r = lambda: (0.45 * ca * jitter(), 0.85 * cb * jitter(), 150.0)  # noqa: E731
+    organ_r = lambda rx, ry, rz: (rx * jitter(), ry * jitter(), rz)  # noqa: E731
+    organs = [  # (label, HU, centre, radii, angle about z), RAS+ mm; later entries paint over
+        (LUNG, rng.uniform(-870, -830), (0.5 * ca, -0.05 * cb, dome + 125), lung_r(), 0.0),
+        (LUNG, rng.uniform(-870, -830), (-0.5 * ca, -0.05 * cb, dome + 135), lung_r(), 0.0),
+        (LIVER, rng.uniform(55, 68), (0.35 * ca, 0.05 * cb, dome - 60),
+         organ_r(0.55 * ca, 0.72 * cb, rng.uniform(65, 85)), rng.uniform(-0.3, 0.3)),
+        (SPLEEN, rng.uniform(42, 52), (-0.6 * ca, -0.35 * cb, dome - 50),
+         organ_r(0.18 * ca, 0.32 * cb, rng.uniform(40, 55)), rng.uniform(-0.5, 0.5)),
+        (KIDNEY, rng.uniform(25, 35), (0.38 * ca, -0.5 * cb, dome - rng.uniform(110, 135)),
+         organ_r(24, 30, 52 * jitter()), rng.uniform(-0.4, 0.4)),
+        (KIDNEY, rng.uniform(25, 35), (-0.38 * ca, -0.5 * cb, dome - rng.uniform(100, 125)),
+         organ_r(24, 30, 52 * jitter()), rng.uniform(-0.4, 0.4)),
+    ]
+    for lab, hu, centre, radii, angle in organs:
+        mask = _ellipsoid(g, np.add(centre, rng.uniform(-6, 6, size=3)), radii, angle) & cavity
+        image[mask] = hu
+        label[mask] = lab
+    aorta = np.broadcast_to(np.hypot(g.x + 12.0, g.y + 0.45 * cb) <= 11.0, cavity.shape) & cavity
+    image[aorta & (label == 0)] = rng.uniform(35, 45)
+
+
+def make_phantom(
+    seed: int,
+    shape: tuple[int, int, int] | None = None,
+    spacing: tuple[float, float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One CT-like torso subject.
+
+    Returns ``(image, label, affine)``: image (X, Y, Z) float32 integer HU in [-1024, 3071],
+    label (X, Y, Z) uint8 per ``LABELS``, affine (4, 4) voxel -> RAS+ mm. ``shape`` defaults
+    to 96 x 96 x (40..80) and ``spacing`` to a field of view drawn around the body."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.uniform(125.0, 170.0), rng.uniform(90.0, 120.0)  # body semi-axes LR, AP (mm)
+    drawn_shape, drawn_spacing = _draw_spacing(rng, shape, 2 * a)
+    shape = tuple(int(n) for n in (shape or drawn_shape))  # type: ignore[assignment]
+    # rounded so that DICOM's decimal strings hold the geometry exactly
+    spacing = tuple(round(float(s), 4) for s in (spacing or drawn_spacing))  # type: ignore[assignment]
+    dome = rng.uniform(10.0, 40.0)  # z of the diaphragm dome; kidneys below, lungs above
+    centre_z = dome - 35.0 + rng.uniform(-0.15, 0.15) * shape[2] * spacing[2]  # slab shown
+    centre = np.round([rng.uniform(-10, 10), rng.uniform(-10, 10), centre_z], 2)
+    affine = phantom_affine(shape, spacing, tuple(centre))
+    g = _grid(shape, affine)
+
+    image = np.full(shape, -1000.0, dtype=np.float32)
+    label = np.zeros(shape, dtype=np.uint8)
+    cavity, ca, cb = _paint_body(rng, g, shape, a, b, image)
+    _paint_organs(rng, g, cavity, ca, cb, dome, image, label)
+    bone = _bones(rng, g, shape, ca, cb, dome)
+    image[bone] = rng.uniform(650.0, 750.0) + 150.0 * (rng.random(int(bone.sum()), dtype=np.float32) - 0.5)
+    label[bone] = BONE
+
+    liver_base = float(np.mean(image[label == LIVER])) if (label == LIVER).any() else 60.0
+    _lesions(rng, g, label == LIVER, int(rng.integers(1, 5)), liver_base, image, label)
+    _lesions(rng, g, (label == KIDNEY) | (label == SPLEEN), int(rng.integers(0, 3)), 40.0, image, label)
+
+    image = ndimage.gaussian_filter(image, sigma=0.6, truncate=2.0)  # partial-volume blur
+    image += rng.normal(0.0, rng.uniform(6.0, 22.0), size=shape).astype(np.float32)
+    image = np.clip(np.rint(image), HU_MIN, HU_MAX).astype(np.float32)
+    return image, label, affine
+
+
+def _bones(rng, g: _Grid, shape, ca: float, cb: float, dome: float) -> np.ndarray:
+    """Vertebral column (with discs and a spinous process) and a rib cage above the kidneys."""
+    sy = -cb - 5.0  # vertebral body centre, just behind the cavity
+    pitch = rng.uniform(26.0, 32.0)
+    disc = np.abs(((g.z - rng.uniform(0, pitch)) % pitch) - pitch / 2) < 3.0
+    body = (np.hypot(g.x, g.y - sy) <= rng.uniform(16.0, 21.0)) & ~disc
+    process = (np.abs(g.x) <= 5.0) & (g.y < sy - 10.0) & (g.y > sy - 45.0) & ~disc
+    ring = _ellipse_r(g, ca + 6.0, cb + 6.0)
+    width = 7.0 / min(ca, cb)
+    band = np.sin(2 * np.pi * (g.z - rng.uniform(0, 30.0)) / rng.uniform(24.0, 30.0)) > 0.3
+    front = (g.y > 0.55 * cb) & (np.abs(g.x) < 0.3 * ca)  # no ribs over the sternum gap
+    ribs = (np.abs(ring - 1.0) <= width / 2) & band & (g.z > dome - 70.0) & ~front
+    return np.broadcast_to(body | process | ribs, shape)
+
+
+def make_sphere_phantom(
+    radius_mm: float,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    shape: tuple[int, int, int] = (48, 48, 48),
+    inside_hu: float = 60.0,
+    outside_hu: float = -100.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A noiseless sphere of known radius at the grid centre, for volume checks.
+
+    Returns ``(image, label, affine)`` as ``make_phantom``; label is 1 inside the sphere.
+    Its exact volume is ``4/3 pi r^3`` mm^3; the voxelised one converges to it as spacing
+    shrinks (``label.sum() * prod(spacing)``)."""
+    affine = phantom_affine(shape, spacing)
+    g = _grid(shape, affine)
+    inside = np.broadcast_to(g.x**2 + g.y**2 + g.z**2 <= radius_mm**2, shape)
+    image = np.where(inside, inside_hu, outside_hu).astype(np.float32)
+    return image, inside.astype(np.uint8), affine

@@ -1,0 +1,105 @@
+"""Phantom generator: determinism, HU per tissue, label/image consistency, variation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from medssl.data.phantom import BONE, KIDNEY, LABELS, LESION, LIVER, LUNG, SPLEEN, make_phantom, make_sphere_phantom
+
+SHAPE = (40, 40, 24)
+
+
+@pytest.fixture(scope="module")
+def subject():
+    return make_phantom(7, shape=SHAPE)
+
+
+def test_same_seed_same_subject(subject):
+    image, label, affine = make_phantom(7, shape=SHAPE)
+    assert np.array_equal(image, subject[0])
+    assert np.array_equal(label, subject[1])
+    assert np.array_equal(affine, subject[2])
+
+
+def test_types_shapes_and_integer_hu(subject):
+    image, label, affine = subject
+    assert image.shape == label.shape == SHAPE
+    assert image.dtype == np.float32 and label.dtype == np.uint8
+    assert affine.shape == (4, 4)
+    assert np.array_equal(image, np.rint(image))
+    assert image.min() >= -1024 and image.max() <= 3071
+    assert set(np.unique(label)) <= {int(k) for k in LABELS}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tissue_hu_is_plausible(seed):
+    image, label, _ = make_phantom(seed, shape=(48, 48, 32))
+    inner = lambda m: ndimage.binary_erosion(m, iterations=1)  # noqa: E731 - away from blurred edges
+    expected = {LIVER: (40, 80), SPLEEN: (30, 65), KIDNEY: (15, 50), LUNG: (-900, -750), BONE: (350, 1000)}
+    for lab, (lo, hi) in expected.items():
+        mask = inner(label == lab)
+        if mask.sum() < 10:
+            continue
+        median = float(np.median(image[mask]))
+        assert lo <= median <= hi, f"{LABELS[str(lab)]} median {median} HU outside [{lo}, {hi}]"
+    outside = image[:2, :2, :]  # grid corners are air
+    assert np.median(outside) < -950
+    body = (label == 0) & (image > -500)
+    assert -150 < np.median(image[body]) < 80  # fat, muscle, soft tissue
+
+
+def test_every_subject_has_liver_and_labels_match_image():
+    for seed in range(4):
+        image, label, _ = make_phantom(seed, shape=(32, 32, 20))
+        assert (label == LIVER).sum() > 50
+        assert np.all(image[label == LUNG] < -300)
+        assert np.all(label[image < -980] == 0)  # air is never labelled
+
+
+def test_lesions_differ_from_their_organ():
+    seen = 0
+    for seed in range(6):
+        image, label, _ = make_phantom(seed)  # default size: lesions span several voxels
+        lesion = ndimage.binary_erosion(label == LESION)
+        liver = ndimage.binary_erosion(label == LIVER)
+        if lesion.sum() >= 5 and liver.sum() >= 5:
+            seen += 1
+            assert abs(np.median(image[lesion]) - np.median(image[liver])) > 10
+    assert seen >= 2
+
+
+def test_subjects_vary_between_seeds():
+    a_img, a_lab, a_aff = make_phantom(0)
+    b_img, b_lab, b_aff = make_phantom(1)
+    assert not np.array_equal(a_lab, b_lab) or a_img.shape != b_img.shape
+    spacings = {tuple(np.round(np.abs(np.diag(make_phantom(s, shape=(16, 16, 8))[2])[:3]), 3)) for s in range(6)}
+    assert len(spacings) >= 4  # field of view and slice thickness vary
+    liver = [int((make_phantom(s, shape=(24, 24, 16))[1] == LIVER).sum()) for s in range(4)]
+    assert len(set(liver)) == 4
+
+
+def test_default_size_and_affine_axis_codes():
+    import nibabel as nib
+
+    image, _, affine = make_phantom(3)
+    assert image.shape[:2] == (96, 96) and 40 <= image.shape[2] <= 80
+    assert "".join(nib.aff2axcodes(affine)) == "LPS"
+    assert 1.5 <= affine[2, 2] <= 5.0
+
+
+def test_liver_on_patient_right():
+    image, label, affine = make_phantom(4, shape=(48, 48, 32))
+    i, j, k = np.nonzero(label == LIVER)
+    world = affine @ np.stack([i, j, k, np.ones_like(i)])
+    assert world[0].mean() > 0  # RAS+: x > 0 is the patient's right
+
+
+def test_sphere_phantom_volume():
+    radius, spacing = 10.0, (1.0, 1.0, 1.0)
+    image, label, affine = make_sphere_phantom(radius, spacing, shape=(32, 32, 32))
+    volume = label.sum() * np.prod(spacing)
+    assert volume == pytest.approx(4 / 3 * np.pi * radius**3, rel=0.03)
+    assert set(np.unique(image)) == {-100.0, 60.0}
+    assert np.allclose(np.abs(np.diag(affine)[:3]), spacing)
