@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -147,15 +146,6 @@ def _failed_row(inp: ScanInput, path: str, code: str, reason: str) -> dict[str, 
     return row
 
 
-def _probe_direct_files(folder: Path, names: list[str], probe: Callable[[Path], Any]) -> Any:
-    """``probe`` of a folder's own files only: ``probe`` reads folders to any depth, and the
-    subfolders are inputs of their own. A temporary folder of links stands in for it."""
-    with tempfile.TemporaryDirectory(prefix="medssl-index-") as tmp:
-        for name in names:
-            os.symlink(folder / name, Path(tmp) / name)
-        return probe(Path(tmp))
-
-
 def _series_rows(inp: ScanInput, result: Any) -> list[dict[str, Any]]:
     rows = []
     for header in result.series:
@@ -183,9 +173,8 @@ def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list
     """Rows for one input; never raises for a bad input."""
     path = Path(root) / inp.rel
     try:
-        if inp.kind == "dicom" and any(e.is_dir() for e in os.scandir(path)):
-            names = [n for n in sorted(os.listdir(path)) if _dicom_candidate(n) and (path / n).is_file()]
-            result = _probe_direct_files(path, names, probe)
+        if inp.kind == "dicom":  # subfolders are inputs of their own
+            result = probe(path, recursive=False)
         else:
             result = probe(path)
     except MedsslError as err:  # InputError subclasses; a limit or config problem alike

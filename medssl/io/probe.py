@@ -78,9 +78,10 @@ def _dicom_header(group: SeriesGroup, fallback: str, fmt: str) -> SeriesHeader:
                         group.skipped_reason, where, fmt)  # fmt: skip
 
 
-def probe(path: str | Path, limits: ReadLimits | None = None) -> ProbeResult:
+def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool = True) -> ProbeResult:
     """Headers only. A NIfTI file gives one entry; a folder gives every DICOM series (any
-    depth) and every NIfTI file in it; a zip gives its DICOM series. Unreadable files land in
+    depth, or its own files only when ``recursive`` is False) and every NIfTI file in it; a
+    zip gives its DICOM series. Unreadable files land in
     ``failed``; a DICOM series whose geometry is broken is listed with ``skipped_reason``."""
     limits = limits or ReadLimits()
     path = Path(path)
@@ -92,7 +93,7 @@ def probe(path: str | Path, limits: ReadLimits | None = None) -> ProbeResult:
             result.failed.append((path.name, err.code, err.reason))
         return result
     if path.is_dir():
-        members = walk_folder(path, limits, include_nifti=True)
+        members = walk_folder(path, limits, include_nifti=True, recursive=recursive)
         fmt = "dicom"
     elif path.is_file():
         members = read_zip(path, limits) if path.suffix.lower() == ".zip" else \

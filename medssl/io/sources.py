@@ -50,11 +50,14 @@ def _is_ignored(name: str) -> bool:
     return any(base.lower().endswith(s) for s in IGNORED_SUFFIXES) and not is_nifti_name(base)
 
 
-def walk_folder(root: Path, limits: ReadLimits, *, include_nifti: bool = False) -> list[Member]:
-    """Files under ``root`` (sorted, hidden files and obvious non-scans left out)."""
+def walk_folder(
+    root: Path, limits: ReadLimits, *, include_nifti: bool = False, recursive: bool = True
+) -> list[Member]:
+    """Files under ``root`` (sorted, hidden files and obvious non-scans left out); only the
+    folder's own files when ``recursive`` is False."""
     members: list[Member] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
             rel = path.relative_to(root).as_posix()

@@ -20,9 +20,9 @@ class CountingProbe:
     def __init__(self):
         self.paths = []
 
-    def __call__(self, path):
+    def __call__(self, path, **kwargs):
         self.paths.append(path)
-        return io.probe(path)
+        return io.probe(path, **kwargs)
 
 
 @pytest.fixture()
