@@ -1,0 +1,1 @@
+"""Streamlit building blocks of the viewer page: one module per panel."""

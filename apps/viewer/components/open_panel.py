@@ -1,0 +1,115 @@
+"""Sidebar: open a scan from the data folder, a batch worklist, or an upload."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import streamlit as st
+
+from medssl.errors import MedsslError
+
+from ..loaded import Loaded, open_path, open_upload
+from ..results import batch_overlay
+from ..settings import Settings
+from ..sources import list_data_dir, read_worklist
+from .state import reset_for
+
+log = logging.getLogger("medssl.viewer")
+
+
+def _load(key: str, reader: Callable[[], Loaded]) -> Loaded | None:
+    """Read once per session and selection; a failure becomes a message, never a traceback."""
+    if st.session_state.get("loaded_key") == key:
+        return st.session_state.get("loaded")
+    try:
+        with st.spinner("Reading scan..."):
+            loaded = reader()
+    except MedsslError as err:
+        st.session_state.pop("loaded", None)
+        st.session_state["loaded_key"] = key
+        st.session_state["load_error"] = f"Cannot open this scan [{err.code}]: {err}"
+        return None
+    except Exception as err:  # noqa: BLE001 - details stay in the server log, not the page
+        log.warning("viewer: unexpected %s while opening a scan", err.__class__.__name__)
+        st.session_state.pop("loaded", None)
+        st.session_state["loaded_key"] = key
+        st.session_state["load_error"] = "Cannot open this scan: unexpected error while reading it."
+        return None
+    st.session_state["loaded"] = loaded
+    st.session_state["loaded_key"] = key
+    st.session_state.pop("load_error", None)
+    reset_for(loaded)
+    return loaded
+
+
+def _from_data_dir(data_dir: Path) -> Loaded | None:
+    entries = list_data_dir(data_dir)
+    if not entries:
+        st.sidebar.info("No NIfTI files or DICOM folders found in the data folder.")
+        return st.session_state.get("loaded")
+    by_label = {e.label: e for e in entries}
+    choice = st.sidebar.selectbox("Scan", list(by_label), index=None, placeholder="Pick a scan", key="pick_data")
+    if choice is None:
+        return st.session_state.get("loaded")
+    entry = by_label[choice]
+    return _load(f"data:{entry.path}", lambda: open_path(entry.path, origin="data"))
+
+
+def _from_results(settings: Settings) -> Loaded | None:
+    assert settings.results_dir is not None
+    cases = read_worklist(settings.results_dir, settings.data_dir)
+    if not cases:
+        st.sidebar.info("No results.csv in the results folder.")
+        return st.session_state.get("loaded")
+    st.sidebar.dataframe(
+        [{k: c.row.get(k, "") for k in ("case_id", "status", "code", "reason")} for c in cases],
+        hide_index=True,
+        key="worklist_table",
+    )
+    by_id = {f"{c.case_id} [{c.status}]": c for c in cases}
+    choice = st.sidebar.selectbox("Case", list(by_id), index=None, placeholder="Pick a case", key="pick_case")
+    if choice is None:
+        return st.session_state.get("loaded")
+    case = by_id[choice]
+    if case.source is None:
+        st.sidebar.warning(f"The input scan of case {case.case_id} is not found (source column of results.csv).")
+        return st.session_state.get("loaded")
+
+    def read() -> Loaded:
+        loaded = open_path(case.source, origin="results", series_uid=case.series)  # type: ignore[arg-type]
+        loaded.case_id = case.case_id
+        loaded.overlay = batch_overlay(loaded, case)
+        return loaded
+
+    return _load(f"case:{settings.results_dir}:{case.case_id}", read)
+
+
+def _from_upload() -> Loaded | None:
+    upload = st.sidebar.file_uploader(
+        "NIfTI (.nii, .nii.gz) or zipped DICOM series (.zip)", type=["nii", "gz", "zip"], key="upload"
+    )
+    if upload is None:
+        return st.session_state.get("loaded")
+    return _load(f"upload:{upload.file_id}", lambda: open_upload(upload.name, upload.getvalue()))
+
+
+def open_scan(settings: Settings) -> Loaded | None:
+    st.sidebar.header("Open a scan")
+    sources = ["Upload"]
+    if settings.results_dir is not None:
+        sources.insert(0, "Results worklist")
+    if settings.data_dir is not None:
+        sources.insert(0, "Data folder")
+    source = st.sidebar.radio("Source", sources, key="source")
+    if source == "Data folder":
+        loaded = _from_data_dir(settings.data_dir)  # type: ignore[arg-type]
+    elif source == "Results worklist":
+        loaded = _from_results(settings)
+    else:
+        loaded = _from_upload()
+    if st.session_state.get("load_error"):
+        st.sidebar.error(st.session_state["load_error"])
+    return loaded
+

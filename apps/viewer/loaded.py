@@ -1,0 +1,158 @@
+"""A scan opened in the viewer: read once through ``medssl.io``, kept per browser session.
+
+Uploads are written under a private ``TemporaryDirectory`` (fixed file names, never a
+member path of the upload) only for as long as ``medssl.io`` reads them; zip members are
+read in memory by ``medssl.io`` with its limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from medssl.errors import LimitExceededError, UnsupportedInputError
+from medssl.io.scan import Scan
+
+DEFAULT_MAX_UPLOAD_MB = 512
+UNPACK_FACTOR = 8  # a zipped upload may unpack to this many times the upload cap
+UPLOAD_SUFFIXES = (".nii.gz", ".nii", ".zip")
+
+
+def max_upload_bytes() -> int:
+    return int(float(os.environ.get("MEDSSL_VIEWER_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024)
+
+
+def app_temp_root() -> str | None:
+    """The folder the app may write to (its private temp dirs go under it)."""
+    return os.environ.get("MEDSSL_VIEWER_TMP") or None
+
+
+@dataclass
+class Overlay:
+    """A label map shown over the scan, in canonical (display) and native (scan) grids."""
+
+    label: np.ndarray  # (X, Y, Z) uint8, canonical grid
+    native: np.ndarray  # (X, Y, Z) uint8, the scan's own grid (exports)
+    names: dict[int, str]
+    origin: str  # "batch" or "model"
+    confidence: np.ndarray | None = None  # (X, Y, Z) float32 native grid, prob. of the chosen label
+    class_probs: dict[str, float] | None = None
+    label_confidence: dict[int, float] | None = None  # mean confidence per label from a batch record
+
+
+@dataclass
+class Loaded:
+    scan: Scan  # as read (native grid): model input and export geometry
+    view: Scan  # canonical RAS, float32 contiguous: what is drawn
+    origin: str  # "upload", "data" or "results"
+    path: Path | None = None  # file or folder on disk, when not an upload
+    phi: dict[str, Any] = field(default_factory=dict, repr=False)
+    tags: dict[bool, list[Any]] = field(default_factory=dict, repr=False)  # reveal -> rows
+    overlay: Overlay | None = None
+    case_id: str = ""
+    upload: tuple[str, bytes] | None = field(default=None, repr=False)  # (suffix, bytes) of an upload
+    series_uid: str | None = None  # the series read, when a DICOM input holds several
+
+    @property
+    def is_dicom(self) -> bool:
+        return bool(self.scan.series) or str(self.scan.meta.get("format", "")).startswith("dicom")
+
+
+def canonical(scan: Scan) -> Scan:
+    """``medssl.io.to_canonical`` without its contiguous copy: axes are flipped/transposed as
+    numpy views (nibabel's orientation maths, identical result). Copying a 512x512x300
+    Fortran-ordered volume to C order costs seconds; the views slice just as well."""
+    start = nib.orientations.io_orientation(scan.affine)
+    transform = nib.orientations.ornt_transform(start, nib.orientations.axcodes2ornt("RAS"))
+    array = nib.orientations.apply_orientation(np.asarray(scan.array), transform)
+    affine = scan.affine @ nib.orientations.inv_ornt_aff(transform, scan.array.shape)
+    return dataclasses.replace(scan, array=array, affine=affine, phi={})
+
+
+def _view(scan: Scan) -> Scan:
+    view = canonical(scan)
+    if view.array.dtype != np.float32:
+        view.array = view.array.astype(np.float32)
+    return view
+
+
+def to_view_grid(scan: Scan, volume: np.ndarray) -> np.ndarray:
+    """Reorient an array on ``scan``'s grid (a label, a probability map) exactly as the scan
+    is reoriented for display, so an overlay can never be flipped relative to the image."""
+    twin = Scan(array=volume, affine=scan.affine, modality="OT", source=scan.source, case_id=scan.case_id)
+    return canonical(twin).array
+
+
+def upload_limits() -> Any:
+    """The reader's limits for uploads: unpacked size tied to the upload cap."""
+    from medssl.io import ReadLimits
+
+    unpacked = UNPACK_FACTOR * max_upload_bytes()
+    return ReadLimits(max_total_bytes=unpacked, max_file_bytes=unpacked)
+
+
+def _tags(path: Path, limits: Any, series_uid: str | None = None) -> dict[bool, list[Any]]:
+    from medssl.io import dicom_tags
+
+    try:
+        return {reveal: list(dicom_tags(path, series_uid, reveal_phi=reveal, limits=limits)) for reveal in (False, True)}
+    except Exception:  # noqa: BLE001 - a tag browser failure must not stop viewing the pixels
+        return {False: [], True: []}
+
+
+def open_path(path: Path, origin: str, limits: Any = None, series_uid: str | None = None) -> Loaded:
+    """Read a NIfTI file or DICOM folder/zip once; patient fields are kept apart from ``scan``."""
+    from medssl.io import read_scan
+
+    scan = read_scan(path, reveal_phi=True, limits=limits, series_uid=series_uid)
+    phi, scan.phi = dict(scan.phi), {}
+    loaded = Loaded(scan=scan, view=_view(scan), origin=origin, path=path, phi=phi, case_id=scan.case_id,
+                    series_uid=series_uid)  # fmt: skip
+    if loaded.is_dicom:
+        loaded.tags = _tags(path, limits, series_uid)
+    return loaded
+
+
+def upload_suffix(name: str) -> str:
+    lower = name.lower()
+    for suffix in UPLOAD_SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    raise UnsupportedInputError(
+        f"upload: expected a NIfTI file (.nii, .nii.gz) or a zipped DICOM series (.zip), got {Path(name).suffix or 'no extension'}",
+        source="upload",
+    )
+
+
+def open_upload(name: str, data: bytes) -> Loaded:
+    """Read uploaded bytes. The file name only picks the reader; it is never used on disk."""
+    suffix = upload_suffix(name)
+    cap = max_upload_bytes()
+    if len(data) > cap:
+        raise LimitExceededError(
+            f"upload: {len(data) / 2**20:.1f} MB is over the viewer's {cap / 2**20:.0f} MB cap "
+            "(MEDSSL_VIEWER_MAX_UPLOAD_MB)",
+            source="upload",
+        )
+    with tempfile.TemporaryDirectory(prefix="medssl-viewer-", dir=app_temp_root()) as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        loaded = open_path(path, origin="upload", limits=upload_limits())
+    loaded.path = None  # the temporary copy is gone
+    loaded.case_id = "upload"
+    if suffix == ".zip":
+        loaded.upload = (suffix, data)  # kept (already in memory) so a DICOM SEG can reference it
+    return loaded
+
+
+def world_position(view: Scan, ijk: tuple[int, int, int]) -> tuple[float, float, float]:
+    """RAS millimetres of voxel ``ijk`` of the displayed (canonical) volume."""
+    x, y, z, _ = view.affine @ np.array([*ijk, 1.0])
+    return float(x), float(y), float(z)

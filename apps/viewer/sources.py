@@ -1,0 +1,127 @@
+"""Where scans come from: the data folder (NIfTI files, DICOM series folders, zips), a batch
+results folder (``results.csv`` as a worklist) and a models folder."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+MAX_ENTRIES = 2000
+MAX_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str  # relative path shown in the picker
+    path: Path
+    kind: str  # "nifti", "dicom" or "zip"
+
+
+def _is_nifti(name: str) -> bool:
+    return name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _looks_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _dicom_folder(folder: Path, files: list[str]) -> bool:
+    return any(_looks_dicom(folder / name) for name in sorted(files)[:5])
+
+
+def list_data_dir(root: Path) -> list[Entry]:
+    """NIfTI files, zips and folders holding DICOM files under ``root`` (depth and count
+    bounded so a huge share cannot hang the page), sorted by relative path."""
+    root = Path(root)
+    entries: list[Entry] = []
+    if not root.is_dir():
+        return entries
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        folder = Path(dirpath)
+        depth = len(folder.relative_to(root).parts)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if depth < MAX_DEPTH else []
+        rel = folder.relative_to(root).as_posix()
+        if filenames and _dicom_folder(folder, filenames):
+            entries.append(Entry(label=f"{rel}/ (DICOM)", path=folder, kind="dicom"))
+        for name in sorted(filenames):
+            if _is_nifti(name) or name.lower().endswith(".zip"):
+                kind = "zip" if name.lower().endswith(".zip") else "nifti"
+                entries.append(Entry(label=(folder / name).relative_to(root).as_posix(), path=folder / name, kind=kind))
+        if len(entries) >= MAX_ENTRIES:
+            break
+    return sorted(entries[:MAX_ENTRIES], key=lambda e: e.label)
+
+
+def list_models(root: Path | None) -> list[Path]:
+    """Model artifacts (``*.pt``, or run folders holding ``model.pt``) under ``root``."""
+    if root is None or not Path(root).is_dir():
+        return []
+    found = {p.parent if p.name == "model.pt" else p for p in Path(root).rglob("*.pt")}
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    status: str
+    row: dict[str, str]
+    mask: Path | None  # CASE.nii.gz when it exists
+    record: Path | None  # CASE.json when it exists
+    source: Path | None  # the input scan, when it can be found
+    series: str | None = None  # series hash of a DICOM input holding several series
+
+
+def split_source(value: str) -> tuple[str, str | None]:
+    """``results.csv`` source "rel/path#series=HASH" -> ("rel/path", "HASH")."""
+    path, _, series = value.partition("#series=")
+    return path, series or None
+
+
+def _resolve_source(value: str, results_dir: Path, data_dir: Path | None) -> Path | None:
+    """The batch command writes sources relative to its input's parent folder; try the data
+    folder, its parent, and the results folder's parent."""
+    if not value:
+        return None
+    if Path(value).is_absolute():
+        return Path(value) if Path(value).exists() else None
+    bases = [data_dir, data_dir.parent if data_dir else None, results_dir.parent, results_dir]
+    candidates = [Path(base) / value for base in bases if base is not None]
+    return next((c for c in candidates if c.exists()), None)
+
+
+def read_worklist(results_dir: Path, data_dir: Path | None = None) -> list[Case]:
+    """One row per case of ``results.csv`` with its status and the files beside it."""
+    results_dir = Path(results_dir)
+    table = results_dir / "results.csv"
+    if not table.is_file():
+        return []
+    with table.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cases = []
+    for row in rows:
+        case_id = row.get("case_id", "")
+        source, series = split_source(row.get("source", ""))
+        mask = results_dir / f"{case_id}.nii.gz"
+        record = results_dir / f"{case_id}.json"
+        cases.append(
+            Case(
+                case_id=case_id,
+                status=row.get("status", ""),
+                row=row,
+                mask=mask if case_id and mask.is_file() else None,
+                record=record if case_id and record.is_file() else None,
+                source=_resolve_source(source, results_dir, data_dir),
+                series=series,
+            )
+        )
+    return cases

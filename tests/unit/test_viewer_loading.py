@@ -1,0 +1,178 @@
+"""Viewer data plumbing: reorientation identical to medssl.io, data folder and worklist
+listing, statistics table, exports, the CLI's hardened command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from apps.viewer import export
+from apps.viewer.loaded import (
+    Overlay,
+    canonical,
+    open_path,
+    to_view_grid,
+    upload_suffix,
+    world_position,
+)
+from apps.viewer.results import batch_overlay, label_table
+from apps.viewer.sources import list_data_dir, list_models, read_worklist, split_source
+from medssl.errors import UnsupportedInputError
+from medssl.io import Scan, to_canonical
+from tests.e2e.viewer_data import make_phantom, write_phantom, write_results
+
+
+@pytest.mark.parametrize(
+    "affine",
+    [np.diag([-1.0, -1.0, 2.5, 1.0]), np.array([[0, 0, -2.0, 5], [1.5, 0, 0, -3], [0, -1.0, 0, 7], [0, 0, 0, 1]])],
+)
+def test_canonical_view_matches_medssl_io(affine):
+    array = np.random.default_rng(1).normal(size=(5, 6, 7)).astype(np.float32)
+    scan = Scan(array=array, affine=affine, modality="CT", source="t", case_id="t")
+    ours, theirs = canonical(scan), to_canonical(scan)
+    np.testing.assert_array_equal(ours.array, theirs.array)
+    np.testing.assert_allclose(ours.affine, theirs.affine)
+    assert ours.orientation == "RAS"
+    np.testing.assert_array_equal(to_view_grid(scan, array), theirs.array)
+
+
+def test_phantom_liver_is_on_the_patients_right_after_reorientation(tmp_path):
+    image, _ = write_phantom(tmp_path)
+    loaded = open_path(image, origin="data")
+    view = loaded.view
+    assert view.orientation == "RAS" and view.shape == (48, 40, 20)
+    bright = np.argwhere(np.asarray(view.array) == 90.0)
+    x_world = [world_position(view, tuple(v))[0] for v in bright[:50]]
+    assert min(x_world) > world_position(view, (24, 20, 10))[0]  # +x = patient right
+    assert world_position(view, (0, 0, 0)) == pytest.approx(tuple(view.affine[:3, 3]))
+
+
+@pytest.mark.realdata
+def test_data_dir_lists_nifti_zip_and_dicom_folders(tmp_path, head_ct_series):
+    write_phantom(tmp_path / "nifti")
+    (tmp_path / "batch.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    (tmp_path / "dicom").symlink_to(head_ct_series)
+    (tmp_path / "notes.txt").write_text("x")
+    labels = {e.label: e.kind for e in list_data_dir(tmp_path)}
+    assert labels == {"batch.zip": "zip", "nifti/phantom_000.nii.gz": "nifti",
+                      "nifti/phantom_000_label.nii.gz": "nifti"}  # links are not followed
+    (tmp_path / "dicom").unlink()
+    (tmp_path / "dicom").mkdir()
+    (tmp_path / "dicom" / "IM0001.dcm").write_bytes((head_ct_series / "IM0001.dcm").read_bytes())
+    assert {e.label: e.kind for e in list_data_dir(tmp_path)}["dicom/ (DICOM)"] == "dicom"
+
+
+def test_worklist_resolves_sources_masks_and_status(tmp_path):
+    image, label = write_phantom(tmp_path / "data")
+    results = write_results(tmp_path / "results", image, label)
+    ok, failed = read_worklist(results)
+    assert (ok.case_id, ok.status, ok.source, ok.mask.name) == ("phantom_000", "ok", image, "phantom_000.nii.gz")
+    assert (failed.status, failed.row["code"], failed.source, failed.mask) == ("failed", "corrupt_file", None, None)
+    assert read_worklist(tmp_path) == [] and list_models(None) == []
+    assert split_source("case1#series=ab12") == ("case1", "ab12") and split_source("x.nii") == ("x.nii", None)
+
+
+def test_batch_overlay_table_volumes_and_exports(tmp_path):
+    image, label_path = write_phantom(tmp_path / "data")
+    results = write_results(tmp_path / "results", image, label_path)
+    loaded = open_path(image, origin="results")
+    loaded.overlay = batch_overlay(loaded, read_worklist(results)[0])
+    _, label = make_phantom()
+    np.testing.assert_array_equal(loaded.overlay.native, label)
+    rows = {r["name"]: r for r in label_table(loaded.scan, loaded.overlay)}
+    assert rows["liver"]["volume_ml"] == pytest.approx((label == 1).sum() * 2.5 / 1000, abs=1e-3)
+    assert rows["lesion"]["mean_intensity"] == pytest.approx(40.0)
+    assert (rows["liver"]["mean_confidence"], rows["liver"]["low_confidence"]) == (0.9, False)  # from CASE.json
+    assert (rows["lesion"]["mean_confidence"], rows["lesion"]["low_confidence"]) == (0.5, True)
+    out = tmp_path / "label.nii.gz"
+    out.write_bytes(export.label_nifti(loaded))
+    img = nib.load(out)
+    np.testing.assert_array_equal(np.asarray(img.dataobj), label)
+    np.testing.assert_allclose(img.affine, loaded.scan.affine)
+    assert export.stats_csv(list(rows.values())).decode().startswith("label,name,voxels,volume_ml")
+    assert json.loads(export.stats_json(list(rows.values()), loaded))["labels"][0]["name"] == "liver"
+
+
+def test_low_confidence_is_flagged():
+    scan = Scan(array=np.zeros((4, 4, 4), np.float32), affine=np.eye(4), modality="CT", source="t", case_id="t")
+    label = np.zeros((4, 4, 4), np.uint8)
+    label[:2] = 1
+    label[2:] = 2
+    conf = np.where(label == 1, 0.95, 0.5).astype(np.float32)
+    overlay = Overlay(label=label, native=label, names={1: "a", 2: "b"}, origin="model", confidence=conf)
+    rows = {r["name"]: r for r in label_table(scan, overlay)}
+    assert rows["a"]["low_confidence"] is False and rows["b"]["low_confidence"] is True
+    assert rows["b"]["mean_confidence"] == pytest.approx(0.5)
+
+
+def test_upload_names_pick_the_reader_only():
+    assert upload_suffix("Scan.NII.GZ") == ".nii.gz" and upload_suffix("x.zip") == ".zip"
+    with pytest.raises(UnsupportedInputError):
+        upload_suffix("evil.exe")
+
+
+def test_cli_builds_a_hardened_streamlit_command(tmp_path):
+    from medssl.cli import build_parser
+    from medssl.cli.viewer_cmds import build_command
+
+    args = build_parser().parse_args(["viewer", "--data-dir", str(tmp_path), "--port", "8999"])
+    assert isinstance(args, argparse.Namespace)
+    cmd, env = build_command(args)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("apps/viewer/app.py")
+    flags = set(cmd[5:])
+    for flag in ("--server.address=127.0.0.1", "--server.port=8999", "--server.headless=true",
+                 "--server.maxUploadSize=512", "--server.enableXsrfProtection=true",
+                 "--client.showErrorDetails=none", "--browser.gatherUsageStats=false"):
+        assert flag in flags
+    assert env["MEDSSL_VIEWER_DATA_DIR"] == str(tmp_path.resolve())
+
+
+@pytest.mark.realdata
+def test_dicom_seg_export_from_a_zipped_upload(head_ct_series, tmp_path, monkeypatch):
+    import pydicom
+
+    from apps.viewer.loaded import open_upload
+    from tests.conftest import assert_no_phi
+    from tests.e2e.viewer_data import zip_bytes
+
+    monkeypatch.setenv("MEDSSL_VIEWER_TMP", str(tmp_path))
+    data = zip_bytes({f"series/{p.name}": p.read_bytes() for p in sorted(head_ct_series.iterdir())})
+    loaded = open_upload("study.zip", data)
+    assert loaded.is_dicom and loaded.phi and loaded.scan.phi == {}
+    assert_no_phi(repr(loaded.scan) + repr(loaded.view.meta) + repr(loaded.tags[False]), "scan read for the viewer")
+    native = (np.asarray(loaded.scan.array) > 300).astype(np.uint8)
+    loaded.overlay = Overlay(label=to_view_grid(loaded.scan, native), native=native, names={1: "bone"}, origin="model")
+    seg_bytes = export.dicom_seg(loaded)
+    assert_no_phi(seg_bytes.decode("latin-1"), "DICOM SEG export")
+    seg = pydicom.dcmread(__import__("io").BytesIO(seg_bytes))
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "bone"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_classification_result_shows_class_probabilities_and_no_overlay():
+    from apps.viewer.loaded import Loaded, canonical
+    from apps.viewer.results import model_overlay
+
+    scan = Scan(array=np.zeros((4, 5, 6), np.float32), affine=np.diag([-1.0, 1, 1, 1]), modality="CT",
+                source="t", case_id="t")  # fmt: skip
+
+    class Stub:
+        def __init__(self) -> None:
+            self.labels = {"0": "normal", "1": "abnormal"}
+
+        def predict(self, scan):
+            return SimpleNamespace(label=None, confidence=None, class_probs={"normal": 0.8, "abnormal": 0.2})
+
+    loaded = Loaded(scan=scan, view=canonical(scan), origin="data")
+    overlay = model_overlay(loaded, Stub())
+    assert overlay.class_probs == {"normal": 0.8, "abnormal": 0.2}
+    assert not overlay.label.any() and overlay.label.shape == (4, 5, 6)
+    assert label_table(scan, overlay) == [
+        {"label": 1, "name": "abnormal", "voxels": 0, "volume_ml": 0.0, "mean_intensity": None,
+         "mean_confidence": None, "low_confidence": False}
+    ]  # fmt: skip
