@@ -1,5 +1,75 @@
-"""Subcommands: (not yet written)."""
+"""Subcommand: ``medssl predict`` (batch prediction with a model artifact)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from medssl.errors import ConfigError
+
+log = logging.getLogger("medssl")
+
+EPILOG = (
+    "Per case: CASE.nii.gz (labels on the original grid), CASE.json (volumes in mL, HU, bounding "
+    "boxes, confidence), CASE.png, CASE_seg.dcm for DICOM inputs. Per run: results.csv (one row "
+    "per input: ok / failed / skipped) and run.json. Exit: 0 all ok, 6 some inputs failed, "
+    "7 every input failed."
+)
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser(
+        "predict", help="batch prediction: masks, DICOM SEG, volumes and a status row per input",
+        description="Runs a model artifact over NIfTI files, DICOM folders (one case per image "
+        "series), zips and manifests from `medssl data index`.", epilog=EPILOG)
+    p.add_argument("--model", required=True, type=Path, help="model.pt or a fine-tune run folder holding one")
+    p.add_argument("--input", required=True, nargs="+", type=Path, metavar="PATH",
+                   help="NIfTI files, folders, zips or a manifest.jsonl (any mix)")
+    p.add_argument("--output", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (cuda if available)")
+    p.add_argument("--workers", type=int, default=2, help="threads reading and preprocessing ahead (default 2; 0 = none)")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="skip inputs already predicted with the same input and model hash")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation; writes CASE_uncertainty.nii.gz")
+    p.add_argument("--save-probabilities", action="store_true", help="also write CASE_probabilities.nii.gz (X,Y,Z,K)")
+    p.add_argument("--part", type=int, default=1, metavar="K", help="run only shard K of --of N (1-based; default 1)")
+    p.add_argument("--of", type=int, default=1, metavar="N", help="number of shards (default 1)")
+    p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap in [0, 1) (default: the model's)")
+    p.add_argument("--sw-batch-size", type=int, default=None, help="windows per forward pass (default: the model's)")
+    p.add_argument("--no-dicom-seg", action="store_true", help="do not write DICOM SEG for DICOM inputs")
+    p.add_argument("--no-preview", action="store_true", help="do not write CASE.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.of < 1 or not 1 <= args.part <= args.of:
+        raise ConfigError(f"--part must be between 1 and --of ({args.of}), got {args.part}")
+    if args.workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
+    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
+        raise ConfigError(f"--overlap must be in [0, 1), got {args.overlap}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    from medssl.inference.batch import BatchOptions, run_batch
+    from medssl.inference.inputs import collect_inputs
+    from medssl.inference.predictor import Predictor
+
+    predictor = Predictor.from_artifact(args.model, device=args.device, overlap=args.overlap,
+                                        sw_batch_size=args.sw_batch_size, tta=args.tta)  # fmt: skip
+    cases = collect_inputs(args.input)
+    if not cases:
+        raise ConfigError("no inputs found (expected NIfTI files, DICOM folders, zips or a manifest.jsonl)")
+    opts = BatchOptions(output=args.output, resume=args.resume, save_probabilities=args.save_probabilities,
+                        dicom_seg=not args.no_dicom_seg, preview=not args.no_preview, workers=args.workers,
+                        part=args.part, of=args.of, progress=not (args.no_progress or args.quiet))  # fmt: skip
+    log.info("predict: %d input(s)%s on %s, model %s", len(cases),
+             f" (part {args.part} of {args.of})" if args.of > 1 else "", predictor.device, predictor.model_hash[:12])  # fmt: skip
+    summary = run_batch(predictor, cases, opts)
+    c = summary.counts
+    log.info("predict: %d ok, %d failed, %d skipped (%d kept from an earlier run) in %.1f s; results in %s",
+             c["ok"], c["failed"], c["skipped"], c["kept"], summary.seconds, args.output / "results.csv")  # fmt: skip
+    return summary.exit_code

@@ -1,0 +1,157 @@
+"""DICOM SEG export of a label map predicted for a DICOM series (highdicom).
+
+Frames: one per source slice and segment (``omit_empty_frames=False``). Each source slice's
+frame is sampled from the label map through world space: pixel (row r, column c) of a slice
+sits at ``IPP + c * column_spacing * row_cosine + r * row_spacing * column_cosine`` (LPS),
+which is mapped to the label map's voxel index with the scan's RAS+ affine. This holds
+whatever order the slices came in and however the scan array is stored.
+
+Patient data: highdicom copies the Patient and Study modules from the first source image.
+The SEG keeps only what links it to its source (Study/Series/SOP/Frame of Reference UIDs)
+and replaces every identifying attribute (PS3.15-style list in ``medssl.io.phi``): patient
+name and ID become the PHI-free case id (name as ``CASE^``), the rest are emptied, and
+PatientIdentityRemoved is YES."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from medssl.inference.outputs import atomic_write_bytes
+
+_LPS = np.diag([-1.0, -1.0, 1.0])
+logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name source UIDs
+
+
+def frames_from_label(label: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset]) -> np.ndarray:
+    """(n_slices, rows, cols) uint8: the label map sampled at each source slice's pixels."""
+    inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    frames = np.zeros((len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.uint8)
+    for n, ds in enumerate(datasets):
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        iop = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
+        dr, dc = (float(v) for v in ds.PixelSpacing)
+        ipp = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
+        r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        lps = ipp + c[..., None] * (dc * iop[:3]) + r[..., None] * (dr * iop[3:])  # [rows, cols, 3]
+        ijk = (lps @ _LPS.T) @ inv[:3, :3].T + inv[:3, 3]
+        idx = np.rint(ijk).astype(np.int64)
+        ok = np.all((idx >= 0) & (idx < np.asarray(label.shape)), axis=-1)
+        frame = np.zeros((rows, cols), dtype=np.uint8)
+        frame[ok] = label[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
+        frames[n] = frame
+    return frames
+
+
+def build_dicom_seg(
+    label: np.ndarray,
+    affine: np.ndarray,
+    datasets: Sequence[Dataset],
+    labels: dict[str, str],
+    case_id: str,
+    *,
+    uid_seed: str,
+    model_name: str = "medssl",
+    version: str = "0",
+) -> Dataset:
+    """A highdicom Segmentation of ``label`` (X, Y, Z on ``affine``) over the source ``datasets``."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    from medssl.io.phi import PHI_KEYWORDS
+
+    frames = frames_from_label(label, affine, datasets)
+    sources = [_deidentified_header(ds, case_id, PHI_KEYWORDS) for ds in datasets]
+    present = [int(k) for k in sorted(labels, key=int) if int(k) > 0]
+    algorithm = hd.AlgorithmIdentificationSequence(name=model_name[:64], family=codes.cid7162.ArtificialIntelligence, version=version[:64])
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=i,
+            segment_label=labels[str(i)][:64],
+            segmented_property_category=codes.cid7150.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for i in present
+    ]
+    frames[frames > max(present, default=0)] = 0
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(entropy_srcs=[uid_seed, "series"]),
+        series_number=900,
+        sop_instance_uid=generate_uid(entropy_srcs=[uid_seed, "sop"]),
+        instance_number=1,
+        manufacturer="medssl",
+        manufacturer_model_name=model_name[:64],
+        software_versions=version[:64],
+        device_serial_number="0",
+        omit_empty_frames=False,
+        series_description=f"medssl segmentation {case_id}"[:64],
+    )
+    _deidentify(seg, case_id, PHI_KEYWORDS)
+    return seg
+
+
+# Patient / study attributes highdicom copies (type 2: must be present, may be empty).
+_REQUIRED_EMPTY = ("PatientBirthDate", "PatientSex", "AccessionNumber", "ReferringPhysicianName", "StudyID",
+                   "StudyDate", "StudyTime")  # fmt: skip
+
+
+def _deidentified_header(ds: Dataset, case_id: str, phi_keywords: frozenset[str]) -> Dataset:
+    """A header-only stand-in for a source image, identifying attributes replaced, so patient
+    data never enters the SEG. Elements are shared with ``ds`` but never modified."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import DataElement
+
+    out = Dataset()
+    out.file_meta = getattr(ds, "file_meta", Dataset())
+    for elem in ds:
+        if elem.tag.is_private or elem.keyword == "PixelData" or (elem.keyword in phi_keywords and elem.VR == "SQ"):
+            continue
+        out.add(elem)
+    for keyword in (*_REQUIRED_EMPTY, *(k for k in phi_keywords if k in ds), "PatientName", "PatientID"):
+        tag = tag_for_keyword(keyword)
+        vr = dictionary_VR(tag)
+        if vr == "SQ":
+            continue
+        value = {"PatientName": f"{case_id}^", "PatientID": case_id, "PatientSex": "O"}.get(keyword, "")
+        out[tag] = DataElement(tag, vr, value)
+    return out
+
+
+def _deidentify(seg: Dataset, case_id: str, phi_keywords: frozenset[str]) -> None:
+    """Replace identifying root attributes with new elements (highdicom shares the source
+    images' element objects, so changing ``elem.value`` in place would alter the sources)."""
+    from pydicom.dataelem import DataElement
+
+    for elem in list(seg):
+        keyword = elem.keyword
+        if elem.tag.is_private or (keyword in phi_keywords and elem.VR == "SQ"):
+            del seg[elem.tag]
+        elif keyword in ("PatientName", "PatientID"):
+            seg[elem.tag] = DataElement(elem.tag, elem.VR, f"{case_id}^" if keyword == "PatientName" else case_id)
+        elif keyword in phi_keywords or keyword in ("StudyDate", "StudyTime", "PatientSex"):
+            seg[elem.tag] = DataElement(elem.tag, elem.VR, "O" if keyword == "PatientSex" else "")
+    seg.PatientIdentityRemoved = "YES"
+    seg.DeidentificationMethod = "medssl: patient and study identifiers replaced by the case id"
+
+
+def write_dicom_seg(path: str | Path, label: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset],
+                    labels: dict[str, str], case_id: str, **kw: Any) -> Path:
+    """Build the SEG and write it atomically to ``path``."""
+    import io
+
+    seg = build_dicom_seg(label, affine, datasets, labels, case_id, **kw)
+    buf = io.BytesIO()
+    seg.save_as(buf, enforce_file_format=True)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,165 @@
+"""What ``medssl predict`` runs on: command-line paths expanded into cases.
+
+A NIfTI file is one case; a folder of DICOM files (with its subfolders) or a zip is one case
+per image series; a ``manifest.jsonl`` from ``medssl data index`` lists its own rows; a folder
+is searched for all of these. Sources are relative labels (never absolute paths or patient
+data), case ids are PHI-free and unique within a run (nnU-Net style: ``CASE_0000.nii.gz``
+gives ``CASE``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("medssl.inference")
+
+NIFTI = (".nii", ".nii.gz")
+NOT_DICOM = frozenset([".json", ".jsonl", ".txt", ".md", ".csv", ".tsv", ".yaml", ".yml", ".xml", ".html", ".py", ".sh", ".png", ".jpg", ".jpeg", ".pdf", ".log", ".npy", ".npz", ".pt", ".pth", ".gz", ".bz2", ".xz", ".tar"])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    path: Path  # file or folder to read
+    source: str  # PHI-free relative label, "#series=HASH" appended for one series of several
+    case_id: str
+    kind: str  # "nifti" | "dicom" (folder, zip or file) | "skipped" (not a scan) | "failed" (known bad)
+    series: str | None = None  # series uid hash when the input holds several image series
+    reason: str = ""  # why a "skipped" / "failed" input is not run
+    code: str = ""
+
+
+def io_api() -> Any:
+    """``medssl.io`` (imported late: it pulls in pydicom)."""
+    import medssl.io as io_mod
+
+    return io_mod
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI)
+
+
+def _maybe_dicom(path: Path) -> bool:
+    name = path.name.lower()
+    return not name.startswith(".") and not _is_nifti(path) and Path(name).suffix not in NOT_DICOM and not name.endswith(".zip")
+
+
+def base_case_id(path: Path) -> str:
+    return io_api().case_id_for(path)
+
+
+def _label(path: Path, root: Path) -> str:
+    return path.relative_to(root.parent).as_posix() if path != root else path.name
+
+
+def collect_inputs(paths: list[str | Path]) -> list[CaseInput]:
+    """Every case of every path, in a stable order, with unique case ids."""
+    cases: list[CaseInput] = []
+    for raw in paths:
+        root = Path(raw).absolute()
+        if not root.exists():
+            cases.append(CaseInput(root, root.name, base_case_id(root), "failed", reason="input not found", code="not_found"))
+        elif root.is_file() and root.name.endswith(".jsonl"):
+            cases.extend(_from_manifest(root))
+        elif root.is_file():
+            cases.extend(_from_file(root, root))
+        else:
+            cases.extend(_from_folder(root))
+    return _unique_ids(cases)
+
+
+def _from_file(path: Path, root: Path) -> list[CaseInput]:
+    if _is_nifti(path):
+        return [CaseInput(path, _label(path, root), base_case_id(path), "nifti")]
+    return _dicom_cases(path, _label(path, root))
+
+
+def _from_folder(root: Path) -> list[CaseInput]:
+    cases: list[CaseInput] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        files = [here / f for f in sorted(filenames)]
+        for f in files:
+            if _is_nifti(f) or f.name.lower().endswith(".zip"):
+                cases.extend(_from_file(f, root))
+        if any(_maybe_dicom(f) for f in files):
+            cases.extend(_dicom_cases(here, _label(here, root)))
+            dirnames[:] = []  # a DICOM folder is read with its subfolders
+    return cases
+
+
+def _dicom_cases(path: Path, source: str) -> list[CaseInput]:
+    """One case, or one per image series when ``path`` holds several (the reader decides errors)."""
+    single = [CaseInput(path, source, base_case_id(path), "dicom")]
+    try:
+        probed = io_api().probe(path)
+    except Exception:  # noqa: BLE001 - the read in the worker reports the typed error
+        return single
+    dicom = [s for s in probed.series if s.format != "nifti"]
+    images = [s for s in dicom if s.kind == "image"]
+    others = [s for s in dicom if s.kind != "image"]
+    cases = [] if len(images) > 1 else single
+    if len(images) > 1:
+        for s in images:
+            cases.append(CaseInput(path, f"{source}#series={s.uid_hash}", f"{base_case_id(path)}_{s.uid_hash[:8]}", "dicom", s.uid_hash))
+    for s in others:
+        reason = s.skipped_reason or f"non-image series ({s.kind})"
+        cases.append(CaseInput(path, f"{source}#series={s.uid_hash}", f"{base_case_id(path)}_{s.uid_hash[:8]}", "skipped", s.uid_hash, reason, "not_an_image"))
+    return cases
+
+
+def _from_manifest(manifest: Path) -> list[CaseInput]:
+    """Rows of ``medssl data index``: path relative to the manifest, series hash, status."""
+    cases: list[CaseInput] = []
+    for n, line in enumerate(manifest.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rel = str(row["path"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            cases.append(CaseInput(manifest, f"{manifest.name}:{n}", f"{manifest.stem}_{n}", "failed",
+                                   reason="manifest line is not a JSON row with a path", code="bad_manifest"))  # fmt: skip
+            continue
+        path = manifest.parent / rel
+        series = row.get("series") or None
+        source = f"{rel}#series={series}" if series else rel
+        case = CaseInput(path, source, base_case_id(path), "nifti" if _is_nifti(path) else "dicom", series)
+        if row.get("role", "image") != "image":
+            case = replace(case, kind="skipped", reason=f"{row.get('role')} in the manifest, not a scan", code="not_an_image")
+        elif row.get("status", "ok") != "ok":
+            case = replace(case, kind="failed", reason=str(row.get("reason") or "failed when indexed"), code=str(row.get("code") or "bad_input"))
+        elif not path.exists():
+            case = replace(case, kind="failed", reason="input not found", code="not_found")
+        cases.append(case)
+    return cases
+
+
+def _unique_ids(cases: list[CaseInput]) -> list[CaseInput]:
+    """Colliding case ids (e.g. a NIfTI and its DICOM twin) get a short hash of their source."""
+    counts = Counter(c.case_id for c in cases)
+    out = []
+    for c in cases:
+        if counts[c.case_id] > 1:
+            c = replace(c, case_id=f"{c.case_id}_{hashlib.sha1(c.source.encode()).hexdigest()[:6]}")
+        out.append(c)
+    return out
+
+
+def input_hash(case: CaseInput) -> str:
+    """Content hash of everything the case reads (file, or folder tree), plus its series."""
+    h = hashlib.sha256(f"series={case.series}".encode())
+    files = [case.path] if case.path.is_file() else sorted(p for p in case.path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for f in files:
+        h.update(f.relative_to(case.path).as_posix().encode() if f != case.path else b".")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,74 @@
+"""Per-case records and the run-level ``results.csv``.
+
+Each finished case leaves ``OUT/.medssl/cases/<key>.json``: its input hash, the model hash,
+a hash of the settings that change outputs, the files it wrote and its results row.
+``--continue`` trusts a record only when all three match and every listed file still exists; ``results.csv`` is rebuilt from the records of
+all inputs of the run (every part of a sharded run), in input order, and rewritten only
+when its bytes change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medssl.inference.outputs import csv_bytes, json_bytes, write_if_changed
+
+RECORD_DIR = ".medssl/cases"
+BASE_COLUMNS = ["case_id", "source", "status", "code", "reason", "seconds"]
+
+
+@dataclass
+class CaseRecord:
+    source: str
+    case_id: str
+    input_hash: str
+    model_hash: str
+    row: dict[str, Any]
+    outputs: list[str] = field(default_factory=list)
+    retry: bool = False  # a failure that may pass next time (not a bad input): --continue retries it
+    settings_hash: str = ""  # prediction settings that change outputs (overlap, TTA, which files)
+
+    def to_json(self) -> bytes:
+        return json_bytes(self.__dict__)
+
+
+def record_path(out: Path, source: str) -> Path:
+    return out / RECORD_DIR / f"{hashlib.sha256(source.encode()).hexdigest()[:24]}.json"
+
+
+def load_record(out: Path, source: str) -> CaseRecord | None:
+    path = record_path(out, source)
+    try:
+        return CaseRecord(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def save_record(out: Path, record: CaseRecord) -> None:
+    write_if_changed(record_path(out, record.source), record.to_json())
+
+
+def is_done(record: CaseRecord | None, out: Path, input_hash: str, model_hash: str, settings_hash: str) -> bool:
+    """True when ``--continue`` may keep this case as it is."""
+    if record is None or (record.input_hash, record.model_hash, record.settings_hash) != (input_hash, model_hash, settings_hash):
+        return False
+    if record.row.get("status") == "failed":
+        return not record.retry
+    return all((out / name).is_file() for name in record.outputs)
+
+
+def result_columns(labels: dict[str, str], task: str) -> list[str]:
+    """Base columns plus ``volume_ml_<label>`` per foreground label, or ``prob_<class>``."""
+    names = [labels[k] for k in sorted(labels, key=lambda k: int(k))]
+    if task == "classification":
+        return BASE_COLUMNS + ["predicted"] + [f"prob_{n}" for n in names]
+    return BASE_COLUMNS + [f"volume_ml_{n}" for k, n in sorted(labels.items(), key=lambda kv: int(kv[0])) if int(k) > 0]
+
+
+def write_results(out: Path, sources: list[str], columns: list[str]) -> bool:
+    """Rebuild ``results.csv`` from the records of ``sources``; True if the file changed."""
+    rows = [r.row for r in (load_record(out, s) for s in sources) if r is not None]
+    return write_if_changed(out / "results.csv", csv_bytes(rows, columns))

@@ -1,0 +1,151 @@
+"""`medssl predict` end to end on phantom cohorts (NIfTI + DICOM twins) with broken inputs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import medssl.io
+from medssl.cli import main
+from medssl.errors import EXIT_ALL_FAILED, EXIT_OK, EXIT_PARTIAL
+from medssl.inference.predictor import Predictor
+from tests.unit.test_inference_fixtures import threshold_artifact
+
+pytestmark = pytest.mark.integration
+N_SUBJECTS = 10
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """10 phantoms as NIfTI and DICOM, a random-bytes .nii.gz and a folder with one random .dcm."""
+    root = tmp_path_factory.mktemp("cohort")
+    syn = root / "synth"
+    assert main(["-q", "data", "synth", "--out", str(syn), "--n", str(N_SUBJECTS), "--format", "both",
+                 "--shape", "32", "32", "12"]) == 0  # fmt: skip
+    studies = root / "studies"
+    (studies / "nifti").mkdir(parents=True)
+    for image in sorted((syn / "nifti").glob("phantom_???.nii.gz")):
+        shutil.copy(image, studies / "nifti" / image.name)
+    shutil.copytree(syn / "dicom", studies / "dicom")
+    rng = np.random.default_rng(0)
+    (studies / "broken.nii.gz").write_bytes(rng.bytes(4000))
+    (studies / "broken_dicom").mkdir()
+    (studies / "broken_dicom" / "IM0000.dcm").write_bytes(rng.bytes(4000))
+    return root
+
+
+@pytest.fixture(scope="module")
+def bone_model(tmp_path_factory) -> Path:
+    return threshold_artifact(tmp_path_factory.mktemp("model") / "model.pt", hu_threshold=300.0,
+                              labels={"0": "background", "1": "bone"},
+                              preprocessing={"orientation": "RAS", "spacing": [4.0, 4.0, 4.0]})  # fmt: skip
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def test_batch_records_every_input_and_continue_does_nothing(cohort, bone_model, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["-q", "predict", "--model", str(bone_model), "--input", str(cohort / "studies"), "--output", str(out)]
+    assert main(argv) == EXIT_PARTIAL
+    rows = _rows(out)
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(ok) == 2 * N_SUBJECTS and len(rows) == 2 * N_SUBJECTS + 2
+    assert sorted(r["source"] for r in failed) == ["studies/broken.nii.gz", "studies/broken_dicom"]
+    assert all(r["code"] and len(r["reason"]) > 10 for r in failed)
+    assert len({r["case_id"] for r in rows}) == len(rows)
+    for r in ok:
+        cid = r["case_id"]
+        assert float(r["volume_ml_bone"]) > 0
+        for suffix in (".nii.gz", ".json", ".png"):
+            assert (out / f"{cid}{suffix}").is_file()
+        assert (out / f"{cid}_seg.dcm").is_file() == r["source"].startswith("studies/dicom/")
+    # twins give the same volumes: DICOM and NIfTI of one subject are the same grid
+    by_subject: dict[str, list[float]] = {}
+    for r in ok:
+        by_subject.setdefault(Path(r["source"]).name.split(".")[0], []).append(float(r["volume_ml_bone"]))
+    assert all(v[0] == pytest.approx(v[1], rel=1e-5) for v in by_subject.values())
+
+    before = _snapshot(out)
+    def no_work(*a, **k):
+        raise AssertionError("--continue must not read or predict finished inputs")
+
+    monkeypatch.setattr(Predictor, "predict", no_work)
+    monkeypatch.setattr(medssl.io, "read_scan", no_work)
+    assert main(argv + ["--continue"]) == EXIT_PARTIAL
+    assert _snapshot(out) == before
+
+
+def test_continue_redoes_a_case_whose_output_is_gone(cohort, bone_model, tmp_path):
+    out = tmp_path / "out"
+    one = cohort / "studies" / "nifti"
+    argv = ["-q", "predict", "--model", str(bone_model), "--input", str(one), "--output", str(out), "--workers", "0"]
+    assert main(argv) == EXIT_OK
+    first = _snapshot(out)
+    (out / "phantom_003.nii.gz").unlink()
+    assert main(argv + ["--continue"]) == EXIT_OK
+    after = _snapshot(out)
+    assert after["phantom_003.nii.gz"][0] == first["phantom_003.nii.gz"][0]
+    assert after["phantom_004.json"] == first["phantom_004.json"]  # untouched
+    assert after["run.json"] != first["run.json"]  # this run did work
+    assert main(argv + ["--continue", "--tta"]) == EXIT_OK  # other settings: every case is redone
+    assert len(list(out.glob("*_uncertainty.nii.gz"))) == N_SUBJECTS
+
+
+def test_labels_land_on_the_input_grid(cohort, tmp_path):
+    """A native-grid threshold model must reproduce image > 300 HU voxel for voxel (LPS input)."""
+    model = threshold_artifact(tmp_path / "m.pt", hu_threshold=300.0, preprocessing={"orientation": "RAS"})
+    src = cohort / "synth" / "nifti" / "phantom_001.nii.gz"
+    out = tmp_path / "out"
+    assert main(["-q", "predict", "--model", str(model), "--input", str(src), "--output", str(out),
+                 "--tta", "--save-probabilities"]) == EXIT_OK  # fmt: skip
+    image, label = nib.load(src), nib.load(out / "phantom_001.nii.gz")
+    assert "".join(nib.aff2axcodes(image.affine)) == "LPS"
+    assert label.shape == image.shape and np.allclose(label.affine, image.affine)
+    assert np.asarray(label.dataobj).dtype == np.uint8
+    assert np.array_equal(np.asarray(label.dataobj) > 0, np.asarray(image.dataobj) > 300)
+    assert nib.load(out / "phantom_001_probabilities.nii.gz").shape == (*image.shape, 2)
+    assert nib.load(out / "phantom_001_uncertainty.nii.gz").shape == image.shape
+
+
+def test_all_failed_exit_code_and_manifest_rows(cohort, bone_model, tmp_path):
+    studies = cohort / "studies"
+    out = tmp_path / "bad"
+    assert main(["-q", "predict", "--model", str(bone_model), "--input", str(studies / "broken.nii.gz"),
+                 str(studies / "broken_dicom"), str(tmp_path / "nope.nii.gz"), "--output", str(out)]) == EXIT_ALL_FAILED  # fmt: skip
+    assert [r["code"] for r in _rows(out)] == ["corrupt", "not_a_scan", "not_found"]
+
+    manifest = studies / "manifest.jsonl"  # rows are relative to the indexed folder
+    assert main(["-q", "data", "index", str(studies), "--out", str(manifest)]) == 0
+    out = tmp_path / "from_manifest"
+    assert main(["-q", "predict", "--model", str(bone_model), "--input", str(manifest), "--output", str(out)]) == EXIT_PARTIAL
+    rows = _rows(out)
+    assert sum(r["status"] == "ok" for r in rows) == 2 * N_SUBJECTS
+    assert sum(r["status"] == "failed" for r in rows) == 2
+
+
+def test_parts_share_one_output_folder(cohort, bone_model, tmp_path):
+    out = tmp_path / "out"
+    base = ["-q", "predict", "--model", str(bone_model), "--input", str(cohort / "studies" / "nifti"), "--output", str(out)]
+    assert main(base + ["--part", "1", "--of", "3"]) == EXIT_OK
+    assert len(_rows(out)) == 4  # cases 1, 4, 7, 10
+    assert main(base + ["--part", "2", "--of", "3"]) == EXIT_OK
+    assert main(base + ["--part", "3", "--of", "3"]) == EXIT_OK
+    rows = _rows(out)
+    assert [r["case_id"] for r in rows] == [f"phantom_{i:03d}" for i in range(N_SUBJECTS)]
+    assert {p.name for p in out.glob("run_part*.json")} == {"run_part1of3.json", "run_part2of3.json", "run_part3of3.json"}
+    assert main(base + ["--part", "4", "--of", "3"]) == 4  # config error

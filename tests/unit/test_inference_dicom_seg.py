@@ -1,0 +1,94 @@
+"""DICOM SEG: references the source series, one frame per source slice and segment, and its
+mask sits at the same world coordinates as the NIfTI label map."""
+
+from __future__ import annotations
+
+import random
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from medssl.data.phantom_io import write_dicom_series
+from medssl.inference import Predictor
+from medssl.inference.dicom_seg import write_dicom_seg
+from medssl.inference.outputs import write_nifti
+from medssl.io import read_dicom_datasets, read_scan
+from tests.unit.test_inference_fixtures import (
+    grid_affine,
+    sphere_scan,
+    threshold_artifact,
+)
+
+SHAPE = (30, 26, 12)
+LABELS = {"0": "background", "1": "sphere", "2": "box"}
+
+
+@pytest.fixture(scope="module")
+def dicom_phantom(tmp_path_factory):
+    """An oblique LPS series (rotated 15 degrees about z, 2.5 mm slices) with a bright sphere."""
+    folder = tmp_path_factory.mktemp("dcm")
+    affine = grid_affine((0.9, 1.1, 2.5), "LPS", rotate_deg=15.0, origin=(30.0, -12.0, 40.0))
+    centre = affine[:3, :3] @ np.array([11.0, 15.0, 6.0]) + affine[:3, 3]
+    scan = sphere_scan(affine, SHAPE, centre, 6.0)
+    write_dicom_series(scan.array, affine, folder / "series", seed=3)
+    return folder / "series", affine
+
+
+def _world_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    pts = np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
+    return pts[np.lexsort(np.round(pts, 2).T[::-1])]
+
+
+def _seg_world_points(seg: hd.seg.Segmentation, segment: int) -> np.ndarray:
+    vol = seg.get_volume(segment_numbers=[segment], combine_segments=True)  # affine in LPS
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ vol.affine
+    return _world_points(vol.array > 0, ras)
+
+
+def test_seg_matches_nifti_in_world_space(dicom_phantom, tmp_path):
+    folder, affine = dicom_phantom
+    scan = read_scan(folder)
+    assert np.allclose(scan.affine, affine, atol=1e-3)
+    model = threshold_artifact(tmp_path / "m.pt", preprocessing={"orientation": "RAS", "spacing": [1.2, 1.2, 1.2]})
+    label = Predictor.from_artifact(model, device="cpu").predict(scan).label
+    assert label.sum() > 100
+    write_nifti(tmp_path / "case.nii.gz", label, scan.affine)
+    datasets = read_dicom_datasets(folder)
+    random.Random(0).shuffle(datasets)  # the writer must not depend on slice order
+    write_dicom_seg(tmp_path / "case_seg.dcm", label, scan.affine, datasets, {"0": "background", "1": "sphere"},
+                    "case", uid_seed="t")  # fmt: skip
+
+    nifti = nib.load(tmp_path / "case.nii.gz")
+    nifti_pts = _world_points(np.asarray(nifti.dataobj) > 0, nifti.affine)
+    seg = hd.seg.segread(tmp_path / "case_seg.dcm")
+    seg_pts = _seg_world_points(seg, 1)
+    assert seg_pts.shape == nifti_pts.shape
+    assert np.abs(seg_pts - nifti_pts).max() < 0.01  # mm
+
+
+def test_seg_references_series_frames_and_hides_patient(dicom_phantom, tmp_path):
+    folder, _ = dicom_phantom
+    scan = read_scan(folder)
+    datasets = read_dicom_datasets(folder)
+    label = np.zeros(SHAPE, np.uint8)
+    label[5:10, 5:10, 2:4] = 1
+    label[20:24, 3:6, 8:11] = 2
+    name_before = str(datasets[0].PatientName)
+    write_dicom_seg(tmp_path / "s.dcm", label, scan.affine, datasets, LABELS, "case_007", uid_seed="u")
+    raw = (tmp_path / "s.dcm").read_bytes()
+    ds = pydicom.dcmread(tmp_path / "s.dcm")
+    assert ds.Modality == "SEG"
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets[0].SeriesInstanceUID
+    assert ds.StudyInstanceUID == datasets[0].StudyInstanceUID
+    assert int(ds.NumberOfFrames) == len(datasets) * 2  # one per source slice and segment
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["sphere", "box"]
+    assert ds.PatientName.family_name == "case_007" and ds.PatientID == "case_007" and ds.PatientIdentityRemoved == "YES"
+    assert str(datasets[0].PatientName) == name_before  # the sources are left alone
+    assert name_before.encode() not in raw and datasets[0].PatientID.encode() not in raw
+    seg = hd.seg.Segmentation.from_dataset(ds)
+    for segment in (1, 2):
+        expected = _world_points(label == segment, scan.affine)
+        assert np.abs(_seg_world_points(seg, segment) - expected).max() < 0.01
