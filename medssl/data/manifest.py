@@ -265,5 +265,15 @@ def update_manifest(root: Path, out: Path, *, probe: Callable[[Path], Any] | Non
         except CorruptFileError as err:
             log.warning("previous manifest unreadable (%s); indexing from scratch", err)
     result = index_tree(root, previous, probe=probe, skip=frozenset({Path(out).resolve()}), workers=workers)
+    # Relative, so a tree moved together with its manifest still resolves.
+    rel_root = Path(os.path.relpath(Path(root).resolve(), Path(out).resolve().parent)).as_posix()
+    for row in result.rows:
+        row["root"] = rel_root
     write_manifest(result.rows, out)
     return result
+
+
+def row_path(manifest: Path, row: dict[str, Any]) -> Path:
+    """Where a manifest row's ``path`` lies on disk: relative to the indexed root, which is
+    recorded relative to the manifest file."""
+    return Path(manifest).parent / row.get("root", ".") / row["path"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from medssl.data.manifest import row_path
+
 log = logging.getLogger("medssl.inference")
 
 NIFTI = (".nii", ".nii.gz")
@@ -116,7 +118,7 @@ def _dicom_cases(path: Path, source: str) -> list[CaseInput]:
 
 
 def _from_manifest(manifest: Path) -> list[CaseInput]:
-    """Rows of ``medssl data index``: path relative to the manifest, series hash, status."""
+    """Rows of ``medssl data index``: path (relative to the indexed root), series hash, status."""
     cases: list[CaseInput] = []
     for n, line in enumerate(manifest.read_text().splitlines(), 1):
         if not line.strip():
@@ -128,7 +130,7 @@ def _from_manifest(manifest: Path) -> list[CaseInput]:
             cases.append(CaseInput(manifest, f"{manifest.name}:{n}", f"{manifest.stem}_{n}", "failed",
                                    reason="manifest line is not a JSON row with a path", code="bad_manifest"))  # fmt: skip
             continue
-        path = manifest.parent / rel
+        path = row_path(manifest, row)
         series = row.get("series") or None
         source = f"{rel}#series={series}" if series else rel
         case = CaseInput(path, source, base_case_id(path), "nifti" if _is_nifti(path) else "dicom", series)

@@ -127,3 +127,12 @@ def test_real_series_indexed_without_phi(real_data, tmp_path):
     series = [r for r in rows if r["path"] == "head_ct_series"]
     assert len(series) == 1 and series[0]["status"] == "ok" and series[0]["shape"] == [256, 256, 108]
     assert_no_phi(out.read_text(), "manifest")
+
+
+def test_rows_resolve_when_the_manifest_lies_outside_the_tree(tree, tmp_path):
+    from medssl.data.manifest import row_path
+
+    out = tmp_path / "elsewhere" / "deeper" / "manifest.jsonl"
+    update_manifest(tree, out)
+    rows = read_manifest(out)
+    assert rows and all(row_path(out, r).exists() for r in rows)
