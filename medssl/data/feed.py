@@ -1,0 +1,178 @@
+"""The pretraining data feed: scans listed from a folder or a manifest, decoded and
+normalised once into the persistent ``VolumeCache``, then many random foreground-aware
+crops per cached (memory-mapped) volume.
+
+Batch ``i`` on rank ``r`` depends only on (seed, r, i), so a resumed run continues the
+exact stream from its stored data position, whatever the number of loader workers."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from medssl.config import StrictModel
+from medssl.data.preprocess import PreprocessConfig
+from medssl.errors import ConfigError
+
+log = logging.getLogger("medssl.data")
+
+LABEL_SUFFIXES = ("_label", "_labels", "_seg", "_mask")
+FG_STRIDE = 4  # foreground voxels are indexed on this coarse grid
+
+
+class PretrainDataConfig(StrictModel):
+    root: Path | None = None  # a folder of scans (``medssl data synth`` output: its nifti/ is used)
+    manifest: Path | None = None  # or a manifest.jsonl from ``medssl data index`` (rows with status ok)
+    cache_dir: Path | None = None  # decoded-volume cache; default RUN/cache
+    preprocess: PreprocessConfig = PreprocessConfig()
+    crop_size: int = Field(96, ge=8)  # side of each view fed to the encoder, voxels
+    crops_per_volume: int = Field(2, ge=1)  # crops taken from each volume a batch reads
+    batch_size: int = Field(4, ge=1)  # crops per micro-batch per process (each gives 2 views)
+    workers: int = Field(4, ge=0)  # DataLoader worker processes; 0 = in the training process
+    prefetch: int = Field(4, ge=1)  # batches each worker keeps ready
+    foreground_prob: float = Field(0.9, ge=0, le=1)  # share of crops centred on a foreground voxel
+    foreground_threshold: float = 0.05  # normalised intensity above which a voxel is foreground
+
+
+def _is_label(path: Path) -> bool:
+    name = path.name.lower()
+    for ext in (".nii.gz", ".nii"):
+        name = name.removesuffix(ext)
+    return name.endswith(LABEL_SUFFIXES)
+
+
+def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
+    """(path, series) of every usable scan. Raises ConfigError when none is found."""
+    if cfg.manifest is not None:
+        from medssl.data.manifest import read_manifest
+
+        if not cfg.manifest.is_file():
+            raise ConfigError(f"data.manifest: {cfg.manifest} not found")
+        base = cfg.root or cfg.manifest.parent
+        found = []
+        for row in read_manifest(cfg.manifest):
+            if row.get("status") == "ok" and row.get("role", "image") != "label":
+                path = Path(row["path"])
+                found.append((path if path.is_absolute() else base / path, row.get("series")))
+        where = str(cfg.manifest)
+    elif cfg.root is not None:
+        if not cfg.root.is_dir():
+            raise ConfigError(f"data.root: {cfg.root} is not a folder")
+        folder = cfg.root / "nifti" if (cfg.root / "nifti").is_dir() else cfg.root
+        pattern = "*.nii*" if folder != cfg.root else "**/*.nii*"
+        found = [(p, None) for p in sorted(folder.glob(pattern)) if p.is_file() and not _is_label(p)]
+        where = str(folder)
+    else:
+        raise ConfigError("set data.root (a folder of scans) or data.manifest (from `medssl data index`)")
+    if not found:
+        raise ConfigError(f"no scans found in {where}")
+    return found
+
+
+def open_cache(cache_dir: Path) -> Any:
+    from medssl.data.cache import VolumeCache
+
+    return VolumeCache(cache_dir)
+
+
+class CropSampler:
+    """Batch ``index`` -> {"image": (B, 1, R, R, R) float32, "seed": int}, R = region size."""
+
+    def __init__(
+        self,
+        volumes: list[tuple[Path, str | None]],
+        cfg: PretrainDataConfig,
+        cache_dir: Path,
+        region: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.volumes = volumes[rank::world_size] if len(volumes) >= world_size else volumes
+        self.cfg, self.cache_dir, self.region = cfg, cache_dir, region
+        self.seed, self.rank = seed, rank
+        self._cache: Any = None
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _volume(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The memory-mapped (1, X, Y, Z) volume and its coarse foreground coordinates (M, 3)."""
+        if i not in self._arrays:
+            if self._cache is None:
+                self._cache = open_cache(self.cache_dir)
+            path, series = self.volumes[i]
+            arr = self._cache.get(path, self.cfg.preprocess, series)
+            coarse = np.asarray(arr[0, ::FG_STRIDE, ::FG_STRIDE, ::FG_STRIDE])
+            fg = np.argwhere(coarse > self.cfg.foreground_threshold) * FG_STRIDE
+            self._arrays[i] = (arr, fg)
+        return self._arrays[i]
+
+    def prepare(self) -> list[tuple[int, ...]]:
+        """Decode every volume of this shard into the cache now; returns their shapes."""
+        return [tuple(self._volume(i)[0].shape) for i in range(len(self.volumes))]
+
+    def _crop(self, arr: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        r = self.region
+        shape = np.array(arr.shape[1:])
+        if len(fg) and rng.random() < self.cfg.foreground_prob:
+            centre = fg[rng.integers(len(fg))] + rng.integers(0, FG_STRIDE, 3)
+        else:
+            centre = rng.integers(0, shape)
+        start = np.clip(centre - r // 2, 0, np.maximum(shape - r, 0))
+        sl = tuple(slice(int(s), int(s) + r) for s in start)
+        crop = np.asarray(arr[(0, *sl)], dtype=np.float32)
+        if crop.shape != (r, r, r):
+            crop = np.pad(crop, [(0, r - n) for n in crop.shape], constant_values=float(arr.min()))
+        return crop
+
+    def batch(self, index: int) -> dict[str, Any]:
+        ss = np.random.SeedSequence([self.seed, self.rank, index])
+        rng = np.random.default_rng(ss)
+        cfg = self.cfg
+        n_vol = math.ceil(cfg.batch_size / cfg.crops_per_volume)
+        picks = rng.choice(len(self.volumes), n_vol, replace=len(self.volumes) < n_vol)
+        crops = []
+        for i in picks:
+            arr, fg = self._volume(int(i))
+            crops.extend(self._crop(arr, fg, rng) for _ in range(cfg.crops_per_volume))
+        image = torch.from_numpy(np.stack(crops[: cfg.batch_size])[:, None])  # [B, 1, R, R, R]
+        step_seed = int(ss.spawn(1)[0].generate_state(1, np.uint64)[0] >> np.uint64(1))
+        return {"image": image, "seed": step_seed}
+
+
+class _CropStream(IterableDataset):
+    def __init__(self, sampler: CropSampler, start: int):
+        self.sampler, self.start = sampler, start
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, n = (info.id, info.num_workers) if info else (0, 1)
+        index = self.start + worker
+        while True:
+            yield self.sampler.batch(index)
+            index += n
+
+
+def make_batches(sampler: CropSampler, cfg: PretrainDataConfig, pin_memory: bool) -> Callable[[int], Any]:
+    """The trainer's batch source: ``start`` (micro-batch number) -> endless iterable."""
+
+    def batches(start: int) -> Any:
+        stream = _CropStream(sampler, start)
+        if cfg.workers == 0:
+            return iter(stream)
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=cfg.workers,
+            pin_memory=pin_memory,
+            prefetch_factor=cfg.prefetch,
+        )
+
+    return batches

@@ -1,0 +1,101 @@
+"""Pretraining end to end: config -> data feed -> SSL task -> the shared trainer; and
+exporting the pretrained encoder alone."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medssl.artifacts.model import atomic_torch_save
+from medssl.config import config_to_dict, save_config
+from medssl.data.feed import CropSampler, list_volumes, make_batches
+from medssl.errors import CheckpointError
+from medssl.tasks.ssl import SSLTask
+from medssl.training.checkpoint import load_latest_checkpoint
+from medssl.training.distributed import setup_distributed, teardown_distributed
+from medssl.training.pretrain_config import PretrainConfig
+from medssl.training.preview import preview_hook
+from medssl.training.trainer import TrainState, fit
+
+log = logging.getLogger("medssl.training")
+
+ENCODER_FORMAT = "medssl.encoder"
+ENCODER_FORMAT_VERSION = 1
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Same torch seed on every rank (identical initial weights), per-rank Python/NumPy seeds."""
+    torch.manual_seed(seed)
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+
+
+def build_task(cfg: PretrainConfig) -> SSLTask:
+    return SSLTask(cfg.model.spec(), cfg.tasks, cfg.data.crop_size)
+
+
+def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
+    """Train (or resume) into ``out``: config.yaml, metrics.jsonl, tb/, previews/, checkpoints/."""
+    out = Path(out)
+    info = setup_distributed(cfg.train.device)
+    try:
+        seed_everything(cfg.seed, info.rank)
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out / "config.yaml")
+        volumes = list_volumes(cfg.data)
+        region = cfg.data.crop_size + cfg.tasks.views.max_shift
+        cache_dir = cfg.data.cache_dir or out / "cache"
+        sampler = CropSampler(volumes, cfg.data, cache_dir, region, cfg.seed, info.rank, info.world_size)
+        t0 = time.perf_counter()
+        sampler.prepare()
+        if info.is_main:
+            log.info("%d scans cached in %.1f s (%s)", len(volumes), time.perf_counter() - t0, cache_dir)
+        task = build_task(cfg)
+        hooks = [preview_hook(cfg.train.preview_every)] if cfg.train.preview_every else []
+        batches = make_batches(sampler, cfg.data, pin_memory=info.device.type == "cuda")
+        state = fit(task, batches, cfg.train, out, config=config_to_dict(cfg), hooks=hooks, info=info)
+        if info.is_main and state.metrics:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in state.metrics.items())
+            log.info("pretraining finished at step %d: %s", state.step, shown)
+        return state
+    finally:
+        teardown_distributed()
+
+
+def export_encoder(run_dir: str | Path, out: str | Path, *, ema: bool = False) -> dict[str, Any]:
+    """Write the encoder of the newest checkpoint in ``run_dir`` to ``out`` (atomic):
+    {"format": "medssl.encoder", "format_version": 1, "encoder": {"name", "in_channels", **kwargs},
+     "state_dict", "config", "step"}. Loads back with ``torch.load(out, weights_only=True)``."""
+    run_dir = Path(run_dir)
+    ckpt = load_latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CheckpointError(f"no readable checkpoint in {run_dir}/checkpoints (has pretraining run there?)")
+    cfg = PretrainConfig.model_validate(ckpt["config"])
+    weights = ckpt["model"]
+    if ema:
+        if ckpt.get("ema") is None:
+            raise CheckpointError(f"{run_dir.name}: the run kept no EMA weights (train.ema was 0)")
+        weights = ckpt["ema"]
+    state = {k[len("encoder.") :]: v for k, v in weights.items() if k.startswith("encoder.")}
+    spec = {"in_channels": 1, **cfg.model.spec()}
+    from medssl.models.encoders import build_encoder
+
+    build_encoder(spec).load_state_dict(state, strict=True)  # fails loudly if the spec is off
+    payload = {
+        "format": ENCODER_FORMAT,
+        "format_version": ENCODER_FORMAT_VERSION,
+        "encoder": spec,
+        "state_dict": state,
+        "config": ckpt["config"],
+        "step": int(ckpt["step"]),
+        "ema": ema,
+    }
+    atomic_torch_save(payload, out)
+    return payload

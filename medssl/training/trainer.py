@@ -1,0 +1,263 @@
+"""The one plain training loop shared by pretraining and fine-tuning.
+
+    state = fit(task, batches, cfg, run_dir, config=resolved_config_dict, hooks=[...])
+
+``task``: an nn.Module whose ``forward(batch)`` returns a dict with a scalar "loss" (what is
+backpropagated) and any other scalar tensors (logged). ``batches(start)``: an iterable of
+batches beginning at micro-batch number ``start`` (the data position a checkpoint stores);
+tensors inside a batch (a dict, list or tensor) are moved to the device here. A re-run with
+the same ``run_dir`` resumes from the newest checkpoint: model, optimizer, scheduler, scaler,
+EMA, step, data position and every RNG state."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from medssl.errors import MedsslError
+from medssl.training.checkpoint import capture_rng, load_latest_checkpoint, restore_rng, save_checkpoint
+from medssl.training.config import TrainConfig
+from medssl.training.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed
+from medssl.training.metrics import MetricsLogger
+from medssl.training.optim import ModelEMA, build_optimizer, build_scheduler
+
+log = logging.getLogger("medssl.training")
+
+BatchSource = Callable[[int], Iterable[Any]]
+
+
+@dataclass
+class TrainState:
+    """What hooks see after every optimizer step (on every rank; check ``info.is_main``)."""
+
+    task: nn.Module  # unwrapped (no DDP / compile)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    info: DistInfo
+    run_dir: Path
+    amp_dtype: torch.dtype | None
+    ema: ModelEMA | None = None
+    step: int = 0  # optimizer steps done
+    batch: Any = None  # the last micro-batch, on the device
+    metrics: dict[str, float] = field(default_factory=dict)  # the last logged line
+    bad_steps: int = 0  # non-finite steps skipped in total
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.info.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+
+Hook = Callable[[TrainState], None]
+
+
+def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16
+    return torch.bfloat16
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_items(batch: Any) -> int:
+    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else [batch]
+    return next((int(v.shape[0]) for v in values if isinstance(v, Tensor) and v.ndim), 1)
+
+
+class _Window:
+    """Sums over the steps since the last log line."""
+
+    def __init__(self) -> None:
+        self.losses: dict[str, Tensor] = {}
+        self.steps = self.items = 0
+        self.wait = self.elapsed = 0.0
+
+    def add(self, parts: dict[str, Tensor], items: int, wait: float, elapsed: float) -> None:
+        for k, v in parts.items():
+            self.losses[k] = self.losses.get(k, 0.0) + v.float()
+        self.steps += 1
+        self.items += items
+        self.wait += wait
+        self.elapsed += elapsed
+
+    def summary(self, info: DistInfo) -> dict[str, float]:
+        keys = sorted(self.losses)
+        vec = torch.stack([self.losses[k] for k in keys]) / (self.steps * info.world_size)
+        vec = all_reduce_(vec).tolist()
+        out = {k: float(v) for k, v in zip(keys, vec)}
+        out["data_wait"] = self.wait / max(self.elapsed, 1e-9)
+        out["it_s"] = self.steps / max(self.elapsed, 1e-9)
+        out["items_s"] = self.items * info.world_size / max(self.elapsed, 1e-9)
+        return out
+
+
+def _restore(state: TrainState, ckpt: dict[str, Any], scaler: torch.amp.GradScaler) -> int:
+    state.task.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    scaler.load_state_dict(ckpt["scaler"])
+    if state.ema is not None and ckpt.get("ema") is not None:
+        state.ema.load_state_dict(ckpt["ema"])
+    rngs = ckpt["rng"]
+    if len(rngs) != state.info.world_size:
+        log.warning("checkpoint was written by %d processes, now %d: RNG streams differ", len(rngs), state.info.world_size)
+    restore_rng(rngs[state.info.rank % len(rngs)])
+    state.step = int(ckpt["step"])
+    state.bad_steps = int(ckpt.get("bad_steps", 0))
+    return int(ckpt["data_position"])
+
+
+def _save(state: TrainState, scaler: torch.amp.GradScaler, position: int, config: dict[str, Any], keep: int) -> None:
+    rngs = all_gather_objects(capture_rng(), state.info)
+    if not state.info.is_main:
+        return
+    payload = {
+        "config": config,
+        "model": state.task.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "ema": state.ema.state_dict() if state.ema is not None else None,
+        "rng": rngs,
+        "data_position": position,
+        "bad_steps": state.bad_steps,
+        "world_size": state.info.world_size,
+    }
+    path = save_checkpoint(state.run_dir, state.step, payload, keep=keep)
+    log.debug("checkpoint %s", path.name)
+
+
+def fit(
+    task: nn.Module,
+    batches: BatchSource,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    config: dict[str, Any],
+    hooks: Iterable[Hook] = (),
+    info: DistInfo | None = None,
+    keep_checkpoints: int = 2,
+    param_groups: list[dict] | None = None,
+) -> TrainState:
+    """Train ``task`` for ``cfg.max_steps`` optimizer steps (or resume and finish); see module doc.
+
+    ``config``: the resolved config as plain data, stored in every checkpoint.
+    ``param_groups``: optimizer groups (see ``optim.build_optimizer``: ``lr_mult``, ``weight_decay``).
+    Raises MedsslError(code "non_finite_loss") after ``cfg.max_bad_steps`` non-finite steps in a row."""
+    info = info or setup_distributed(cfg.device)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task.to(info.device)
+    amp_dtype = amp_dtype_for(cfg, info.device)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=amp_dtype == torch.float16)
+    optimizer = build_optimizer(task, cfg, info.device, param_groups)
+    state = TrainState(task, optimizer, build_scheduler(optimizer, cfg), info, run_dir, amp_dtype)
+    state.ema = ModelEMA(task, cfg.ema) if cfg.ema > 0 else None
+    position = 0
+    ckpt = load_latest_checkpoint(run_dir)
+    if ckpt is not None:
+        if ckpt.get("config") != config and info.is_main:
+            log.warning("resuming %s with a config that differs from the checkpoint's", run_dir.name)
+        position = _restore(state, ckpt, scaler)
+        if info.is_main:
+            log.info("resuming from step %d", state.step)
+    if state.step >= cfg.max_steps:
+        return state
+    if cfg.compile:  # in place, so state_dict keys stay unprefixed
+        task.compile_parts() if hasattr(task, "compile_parts") else task.compile()
+    model: nn.Module = task
+    if info.distributed:
+        model = DistributedDataParallel(task, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    metrics = MetricsLogger(run_dir, enabled=info.is_main, start_step=state.step, tensorboard=cfg.tensorboard)
+    try:
+        _loop(state, model, batches, cfg, scaler, position, config, list(hooks), metrics, keep_checkpoints)
+    finally:
+        metrics.close()
+    return state
+
+
+def _loop(state, model, batches, cfg, scaler, position, config, hooks, metrics, keep) -> None:
+    from tqdm.auto import tqdm
+
+    info, task, optimizer = state.info, state.task, state.optimizer
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    max_norm = cfg.clip if cfg.clip > 0 else math.inf
+    it = iter(batches(position))
+    bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not (info.is_main and cfg.progress), unit="step",
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    window, bad_in_row = _Window(), 0
+    task.train()
+    while state.step < cfg.max_steps:
+        t0, wait, items = time.perf_counter(), 0.0, 0
+        parts: dict[str, Tensor] = {}
+        for micro in range(cfg.accum_steps):
+            tw = time.perf_counter()
+            state.batch = to_device(next(it), info.device)
+            wait += time.perf_counter() - tw
+            items += _batch_items(state.batch)
+            sync = info.distributed and micro < cfg.accum_steps - 1
+            with model.no_sync() if sync else contextlib.nullcontext():  # type: ignore[operator]
+                with state.autocast():
+                    out = model(state.batch)
+                scaler.scale(out["loss"] / cfg.accum_steps).backward()
+            for k, v in out.items():
+                if isinstance(v, Tensor) and v.ndim == 0:
+                    parts[k] = parts.get(k, 0.0) + v.detach().float() / cfg.accum_steps
+        position += cfg.accum_steps
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        ok = torch.isfinite(parts["loss"]) & (torch.isfinite(grad_norm) | torch.tensor(scaler.is_enabled()))
+        ok = bool(all_reduce_(ok.to(torch.int32).reshape(1), "min").item())
+        if ok:
+            scaler.step(optimizer)
+            scaler.update()
+            if state.ema is not None:
+                state.ema.update(task)
+            bad_in_row = 0
+        else:
+            state.bad_steps += 1
+            bad_in_row += 1
+            log.warning("non-finite loss at step %d: update skipped (%d in a row)", state.step + 1, bad_in_row)
+            if bad_in_row >= cfg.max_bad_steps:
+                raise MedsslError(
+                    f"loss was not finite for {bad_in_row} steps in a row (step {state.step + 1}); "
+                    "lower train.lr, enable train.clip or check the data",
+                    code="non_finite_loss",
+                )
+        optimizer.zero_grad(set_to_none=True)
+        state.scheduler.step()
+        state.step += 1
+        if ok:
+            window.add(parts, items, wait, time.perf_counter() - t0)
+        bar.update(1)
+        if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+            if window.steps:
+                state.metrics = {**window.summary(info), "lr": optimizer.param_groups[0]["lr"]}
+                metrics.log(state.step, state.metrics)
+                bar.set_postfix(loss=f"{state.metrics['loss']:.4f}")
+            window = _Window()
+        for hook in hooks:
+            hook(state)
+        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+            _save(state, scaler, position, config, keep)
+    bar.close()
+    del it
