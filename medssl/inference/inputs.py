@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from medssl.data.manifest import row_path
+from medssl.data.manifest import LABEL_SUFFIXES, row_path
 
 log = logging.getLogger("medssl.inference")
 
@@ -82,6 +82,11 @@ def _from_file(path: Path, root: Path) -> list[CaseInput]:
     return _dicom_cases(path, _label(path, root))
 
 
+def _is_label_name(path: Path) -> bool:
+    stem = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    return stem.rsplit(".", 1)[0].endswith(LABEL_SUFFIXES)
+
+
 def _from_folder(root: Path) -> list[CaseInput]:
     cases: list[CaseInput] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -89,7 +94,10 @@ def _from_folder(root: Path) -> list[CaseInput]:
         here = Path(dirpath)
         files = [here / f for f in sorted(filenames)]
         for f in files:
-            if _is_nifti(f) or f.name.lower().endswith(".zip"):
+            if _is_nifti(f) and _is_label_name(f):  # label maps beside their images (MSD, phantoms)
+                cases.append(CaseInput(f, _label(f, root), base_case_id(f), "skipped",
+                                       reason="named as a label map, not a scan", code="not_an_image"))  # fmt: skip
+            elif _is_nifti(f) or f.name.lower().endswith(".zip"):
                 cases.extend(_from_file(f, root))
         if any(_maybe_dicom(f) for f in files):
             cases.extend(_dicom_cases(here, _label(here, root)))

@@ -71,3 +71,17 @@ def test_shards_cover_every_case_once(tmp_path):
     parts = [shard(cases, k, 3) for k in (1, 2, 3)]
     assert sorted(c.source for p in parts for c in p) == sorted(c.source for c in cases)
     assert [len(p) for p in parts] == [3, 2, 2]
+
+
+def test_label_maps_in_a_folder_are_skipped_not_predicted(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from medssl.inference.inputs import collect_inputs
+
+    for name in ("case_a.nii.gz", "case_a_label.nii.gz", "case_b_seg.nii"):
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), tmp_path / name)
+    kinds = {c.source: (c.kind, c.code) for c in collect_inputs([tmp_path])}
+    assert kinds[f"{tmp_path.name}/case_a.nii.gz"] == ("nifti", "")
+    assert kinds[f"{tmp_path.name}/case_a_label.nii.gz"] == ("skipped", "not_an_image")
+    assert kinds[f"{tmp_path.name}/case_b_seg.nii"] == ("skipped", "not_an_image")
