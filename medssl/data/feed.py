@@ -52,16 +52,16 @@ def _is_label(path: Path) -> bool:
 def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
     """(path, series) of every usable scan. Raises ConfigError when none is found."""
     if cfg.manifest is not None:
-        from medssl.data.manifest import read_manifest
+        from medssl.data.manifest import read_manifest, row_path
 
         if not cfg.manifest.is_file():
             raise ConfigError(f"data.manifest: {cfg.manifest} not found")
-        base = cfg.root or cfg.manifest.parent
         found = []
         for row in read_manifest(cfg.manifest):
             if row.get("status") == "ok" and row.get("role", "image") != "label":
-                path = Path(row["path"])
-                found.append((path if path.is_absolute() else base / path, row.get("series")))
+                # data.root, when given, overrides the indexed root the manifest records
+                path = cfg.root / row["path"] if cfg.root is not None else row_path(cfg.manifest, row)
+                found.append((path, row.get("series")))
         where = str(cfg.manifest)
     elif cfg.root is not None:
         if not cfg.root.is_dir():

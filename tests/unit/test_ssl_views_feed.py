@@ -33,6 +33,13 @@ def test_list_volumes_from_folder_and_manifest(scans, tmp_path):
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     found = list_volumes(PretrainDataConfig(manifest=manifest, root=scans))
     assert [p.name for p, _ in found] == ["case_0.nii.gz"]
+    from medssl.data.manifest import update_manifest
+
+    written = tmp_path / "elsewhere" / "index.jsonl"  # a real index, written outside the tree
+    update_manifest(scans, written)
+    found = list_volumes(PretrainDataConfig(manifest=written))
+    assert sorted(p.name for p, _ in found) == ["case_0.nii.gz", "case_1.nii.gz", "case_2.nii.gz"]
+    assert all(p.is_file() for p, _ in found)
     with pytest.raises(ConfigError, match="data.root"):
         list_volumes(PretrainDataConfig())
     empty = tmp_path / "empty"
