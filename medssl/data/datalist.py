@@ -1,0 +1,222 @@
+"""Labeled datalists: which image goes with which label (or class), and splits by case.
+
+Sources understood by :func:`load_datalist`:
+
+- an MSD ``dataset.json`` (file, or a folder holding one): ``training`` entries with
+  ``image`` and ``label`` (paths relative to the file's folder);
+- a CSV with a header ``image,label`` or ``image,class`` (optionally ``case``);
+- a folder of pairs ``case.nii.gz`` + ``case_label.nii.gz`` (also under ``nifti/``, the
+  phantom generator's layout).
+
+Labels are checked against their image's geometry by :func:`check_label_geometry`: the
+same grid passes, an overlapping grid is resampled nearest-neighbour with a notice, a
+disjoint one raises :class:`GeometryError`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medssl.errors import ConfigError, GeometryError, InputError
+
+log = logging.getLogger("medssl.datalist")
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+LABEL_SUFFIX = "_label"
+
+
+@dataclass(frozen=True)
+class LabeledCase:
+    case_id: str
+    image: Path
+    label: Path | None = None  # segmentation label map
+    cls: str | None = None  # classification target as written in the datalist
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[LabeledCase]
+    val: list[LabeledCase]
+    test: list[LabeledCase]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def load_datalist(source: str | Path) -> list[LabeledCase]:
+    """Cases from a dataset.json, a CSV or a folder of image/label pairs, sorted by case id."""
+    source = Path(source)
+    if not source.exists():
+        raise ConfigError(f"datalist source not found: {source}")
+    if source.is_dir() and (source / "dataset.json").is_file():
+        cases = _from_msd(source / "dataset.json")
+    elif source.is_dir():
+        cases = _from_folder(source / "nifti" if (source / "nifti").is_dir() else source)
+    elif source.suffix.lower() == ".json":
+        cases = _from_msd(source)
+    elif source.suffix.lower() == ".csv":
+        cases = _from_csv(source)
+    else:
+        raise ConfigError(f"{source.name}: not a datalist (expected dataset.json, .csv or a folder)")
+    if not cases:
+        raise ConfigError(f"{source.name}: no labeled cases found")
+    ids = [c.case_id for c in cases]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source.name}: case ids are not unique")
+    return sorted(cases, key=lambda c: c.case_id)
+
+
+def _resolve(base: Path, rel: str, where: str) -> Path:
+    path = (base / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
+    if not path.exists():
+        raise ConfigError(f"{where}: listed file not found: {rel}")
+    return path
+
+
+def _from_msd(path: Path) -> list[LabeledCase]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path.name}: not valid JSON ({err.__class__.__name__})") from err
+    entries = data.get("training") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path.name}: no 'training' list (MSD dataset.json layout)")
+    cases = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "image" not in entry:
+            raise ConfigError(f"{path.name}: training[{i}] has no 'image'")
+        image = _resolve(path.parent, str(entry["image"]), path.name)
+        label = _resolve(path.parent, str(entry["label"]), path.name) if entry.get("label") else None
+        cls = str(entry["class"]) if "class" in entry else None
+        cases.append(LabeledCase(_stem(image), image, label, cls))
+    return cases
+
+
+def _from_csv(path: Path) -> list[LabeledCase]:
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = set(reader.fieldnames or [])
+        if "image" not in fields or not ({"label", "class"} & fields):
+            raise ConfigError(f"{path.name}: CSV header must hold 'image' and 'label' or 'class'")
+        cases = []
+        for row in reader:
+            image = _resolve(path.parent, row["image"], path.name)
+            label = _resolve(path.parent, row["label"], path.name) if row.get("label") else None
+            cls = row.get("class") or None
+            cases.append(LabeledCase(row.get("case") or _stem(image), image, label, cls))
+    return cases
+
+
+def _from_folder(folder: Path) -> list[LabeledCase]:
+    cases = []
+    for image in sorted(folder.iterdir()):
+        stem = _stem(image)
+        if not image.name.endswith(NIFTI_SUFFIXES) or stem.endswith(LABEL_SUFFIX):
+            continue
+        label = next((folder / f"{stem}{LABEL_SUFFIX}{s}" for s in NIFTI_SUFFIXES
+                      if (folder / f"{stem}{LABEL_SUFFIX}{s}").is_file()), None)
+        if label is not None:
+            cases.append(LabeledCase(stem, image, label))
+    return cases
+
+
+def split_cases(
+    cases: list[LabeledCase], *, seed: int, val_fraction: float = 0.2, test_fraction: float = 0.0,
+    n_train: int | None = None, n_val: int | None = None, train_seed: int | None = None,
+) -> Splits:
+    """Deterministic split by case for a seed: test first, then val, the rest train.
+
+    ``n_train`` keeps only that many training cases (label-efficiency runs): the test and
+    validation cases do not depend on it, so runs with different ``n_train`` are compared
+    on the same held-out cases. ``train_seed`` reshuffles the training pool before taking
+    ``n_train`` (different labeled subsets per seed, nested across ``n_train``)."""
+    order = sorted(cases, key=lambda c: c.case_id)
+    random.Random(seed).shuffle(order)
+    n = len(order)
+    n_test = round(n * test_fraction)
+    n_val = n_val if n_val is not None else max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    if n_test + n_val >= n:
+        raise ConfigError(f"{n} cases cannot give {n_val} validation and {n_test} test cases and any training")
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    if train_seed is not None:
+        random.Random(train_seed).shuffle(train)
+    if n_train is not None:
+        if n_train > len(train):
+            raise ConfigError(f"asked for {n_train} training cases, only {len(train)} left after val/test")
+        train = train[:n_train]
+    return Splits(train, val, test)
+
+
+def check_label_geometry(
+    label: np.ndarray, label_affine: np.ndarray, image_shape: tuple[int, ...], image_affine: np.ndarray,
+    source: str, atol_mm: float = 1e-3,
+) -> np.ndarray:
+    """The label on the image's grid: as it is when grids match, else resampled
+    nearest-neighbour when the two volumes overlap (with a notice), else GeometryError."""
+    if tuple(label.shape[:3]) == tuple(image_shape[:3]) and np.allclose(label_affine, image_affine, atol=atol_mm):
+        return label
+    lo_i, hi_i = _world_box(image_shape, image_affine)
+    lo_l, hi_l = _world_box(label.shape, label_affine)
+    overlap = np.prod(np.clip(np.minimum(hi_i, hi_l) - np.maximum(lo_i, lo_l), 0, None))
+    if overlap <= 0:
+        raise GeometryError("label and image do not overlap in space; wrong label file?", source=source)
+    log.warning("%s: label grid differs from the image grid; resampled nearest-neighbour", source)
+    from scipy.ndimage import affine_transform
+
+    # image voxel -> world -> label voxel
+    m = np.linalg.inv(label_affine) @ image_affine
+    return affine_transform(label, m[:3, :3], m[:3, 3], output_shape=tuple(image_shape[:3]), order=0,
+                            mode="constant", cval=0).astype(label.dtype)
+
+
+def _world_box(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    corners = np.array([[i, j, k, 1] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    world = (affine @ corners.T).T[:, :3]
+    return world.min(0), world.max(0)
+
+
+def read_labeled_case(case: LabeledCase) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, str]:
+    """(image (X, Y, Z) float32, label on the image grid or None, affine, modality)."""
+    scan = _read_image(case)
+    label = None
+    if case.label is not None:
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(case.label))
+            lab = np.asarray(img.dataobj)
+        except Exception as err:
+            raise InputError(f"label cannot be read ({err.__class__.__name__})", source=case.label.name) from err
+        if lab.ndim != 3:
+            raise GeometryError(f"label must be 3D, got shape {lab.shape}", source=case.label.name)
+        lab = np.rint(lab).astype(np.int16) if lab.dtype.kind == "f" else lab.astype(np.int16)
+        label = check_label_geometry(lab, img.affine, scan[0].shape, scan[1], case.label.name)
+    return scan[0], label, scan[1], scan[2]
+
+
+def _read_image(case: LabeledCase) -> tuple[np.ndarray, np.ndarray, str]:
+    try:
+        from medssl.io import read_scan
+    except ImportError:
+        read_scan = None
+    if read_scan is not None:
+        scan = read_scan(case.image)
+        return np.asarray(scan.array, dtype=np.float32), np.asarray(scan.affine, dtype=np.float64), scan.modality
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(case.image))
+        return np.asarray(img.get_fdata(dtype=np.float32)), img.affine, "OT"
+    except Exception as err:
+        raise InputError(f"image cannot be read ({err.__class__.__name__})", source=case.image.name) from err

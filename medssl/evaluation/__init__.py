@@ -1,0 +1,1 @@
+"""Metrics, evaluation of model artifacts, and label-efficiency reports."""

@@ -1,0 +1,152 @@
+"""Labeled cases made ready for fine-tuning: preprocessed exactly as the predictor will
+(``preprocess_scan`` with the artifact's ``PreprocessConfig``), labels carried onto the
+preprocessed grid nearest-neighbour, and training crops sampled from them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medssl.data.datalist import LabeledCase, read_labeled_case
+from medssl.errors import ConfigError, InputError
+from medssl.io.scan import Scan
+from medssl.training.finetune_config import DataConfig, FinetuneConfig
+
+log = logging.getLogger("medssl.finetune")
+_CACHE: dict[tuple, PreparedCase] = {}
+
+
+@dataclass
+class PreparedCase:
+    case_id: str
+    image: np.ndarray  # (C, X, Y, Z) float32, preprocessed
+    affine: np.ndarray  # of the preprocessed grid
+    label: np.ndarray | None = None  # (X, Y, Z) int64 target indices on the same grid
+    cls: int | None = None
+    foreground: np.ndarray | None = None  # (N, 3) voxel indices of label > 0
+
+
+def resolve_labels(cfg: FinetuneConfig) -> dict[str, str]:
+    """Label (or class) names by index: config, else dataset.json / labels.json next to the data."""
+    data = cfg.data
+    if cfg.task == "classification" and data.class_from_label is not None:
+        return dict(data.class_from_label.names)
+    if data.labels:
+        return {str(k): str(v) for k, v in data.labels.items()}
+    root = Path(data.root)
+    folder = root if root.is_dir() else root.parent
+    for name, key in (("dataset.json", "labels"), ("labels.json", None)):
+        path = folder / name
+        if path.is_file():
+            content = json.loads(path.read_text())
+            labels = content.get(key) if key else content
+            if isinstance(labels, dict) and labels:
+                return {str(k): str(v) for k, v in labels.items()}
+    raise ConfigError(f"no label names for {root.name or 'data'}: set data.labels (index -> name)")
+
+
+def _preprocess(scan: Scan, cfg) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from medssl.data.preprocess import preprocess_scan
+    except ImportError:
+        from medssl.inference._fallbacks import preprocess_scan
+    return preprocess_scan(scan, cfg)
+
+
+def _remap(label: np.ndarray, data: DataConfig, n_labels: int, source: str) -> np.ndarray:
+    if data.label_map:
+        lut = np.zeros(max(int(label.max()), max(data.label_map)) + 1, dtype=np.int64)
+        for src, dst in data.label_map.items():
+            lut[src] = dst
+        return lut[np.clip(label, 0, None)]
+    if label.min() < 0 or label.max() >= n_labels:
+        raise InputError(
+            f"label values {int(label.min())}..{int(label.max())} outside 0..{n_labels - 1}; set data.label_map",
+            source=source,
+        )
+    return label.astype(np.int64)
+
+
+def _class_index(case: LabeledCase, raw_label: np.ndarray | None, cfg: FinetuneConfig, names: dict[str, str]) -> int:
+    rule = cfg.data.class_from_label
+    if rule is not None:
+        if raw_label is None:
+            raise InputError("class_from_label needs a label map", source=case.image.name)
+        return int(int((raw_label == rule.value).sum()) >= rule.min_voxels)
+    if case.cls is None:
+        raise InputError("no class given for this case (CSV column 'class')", source=case.image.name)
+    if case.cls in names:
+        return int(case.cls)
+    by_name = {v: int(k) for k, v in names.items()}
+    if case.cls in by_name:
+        return by_name[case.cls]
+    raise InputError(f"class '{case.cls}' is not one of {sorted(names.values())}", source=case.image.name)
+
+
+def prepare_case(case: LabeledCase, cfg: FinetuneConfig, names: dict[str, str]) -> PreparedCase:
+    """Read, preprocess and label one case (cached per process, so sweeps read each once)."""
+    pp = cfg.data.preprocessing
+    d = cfg.data
+    key = (str(case.image), str(case.label), case.cls, pp.model_dump_json(), d.modality, str(d.label_map),
+           str(d.class_from_label), tuple(names.items()), cfg.task)
+    if key in _CACHE:
+        return _CACHE[key]
+    image, raw_label, affine, _ = read_labeled_case(case)
+    scan = Scan(image, affine, cfg.data.modality, case.image.name, case.case_id)
+    array, new_affine = _preprocess(scan, pp)
+    prepared = PreparedCase(case.case_id, np.ascontiguousarray(array, dtype=np.float32), np.asarray(new_affine))
+    if cfg.task == "segmentation":
+        if raw_label is None:
+            raise InputError("segmentation case without a label map", source=case.image.name)
+        same = array.shape[1:] == raw_label.shape and np.allclose(affine, new_affine, atol=1e-3)
+        on_grid = raw_label if same else _to_grid(raw_label, affine, array.shape[1:], new_affine)
+        prepared.label = _remap(on_grid, cfg.data, len(names), case.case_id)
+        prepared.foreground = np.argwhere(prepared.label > 0).astype(np.int32)
+    else:
+        prepared.cls = _class_index(case, raw_label, cfg, names)
+    _CACHE[key] = prepared
+    return prepared
+
+
+def _to_grid(label: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], new_affine: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import affine_transform
+
+    m = np.linalg.inv(affine) @ new_affine
+    return affine_transform(label, m[:3, :3], m[:3, 3], output_shape=tuple(shape), order=0, mode="constant", cval=0)
+
+
+def pad_to(array: np.ndarray, size: tuple[int, ...], value: float = 0.0) -> np.ndarray:
+    """Pad the last three axes (at the end) up to ``size``."""
+    pads = [(0, 0)] * (array.ndim - 3) + [(0, max(0, s - n)) for n, s in zip(array.shape[-3:], size)]
+    return np.pad(array, pads, constant_values=value) if any(p[1] for p in pads) else array
+
+
+def sample_crops(
+    cases: list[PreparedCase], n: int, size: tuple[int, int, int], pos_fraction: float, rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random crops: image (n, C, *size) float32, label (n, 1, *size) int64; a
+    ``pos_fraction`` share is centred on a random foreground voxel."""
+    images, labels = [], []
+    for _ in range(n):
+        case = cases[int(rng.integers(len(cases)))]
+        img, lab = pad_to(case.image, size), pad_to(case.label[None], size)[0]  # type: ignore[index]
+        shape = np.array(lab.shape)
+        fg = case.foreground if case.foreground is not None and rng.random() < pos_fraction else np.empty((0, 3))
+        centre = fg[int(rng.integers(len(fg)))] if len(fg) else rng.integers(0, shape)
+        start = np.clip(centre - np.array(size) // 2, 0, shape - np.array(size))
+        sl = tuple(slice(int(s), int(s) + d) for s, d in zip(start, size))
+        images.append(img[(slice(None), *sl)])
+        labels.append(lab[sl][None])
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
+
+
+def whole_volume(case: PreparedCase, size: tuple[int, int, int]) -> torch.Tensor:
+    """(1, C, *size): the whole preprocessed volume resized, as the predictor classifies."""
+    x = torch.from_numpy(case.image)[None]
+    return F.interpolate(x, size=size, mode="trilinear", align_corners=False) if tuple(x.shape[2:]) != size else x

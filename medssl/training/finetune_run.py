@@ -1,0 +1,259 @@
+"""One fine-tuning run: data -> network (+ pretrained encoder, with a load report) ->
+training with validation -> ``RUN/model.pt`` (the best checkpoint as a model artifact).
+
+Run folder: ``config.yaml`` (resolved), ``metrics.jsonl``, ``load_report.json`` (when
+pretrained), ``summary.json``, ``model.pt``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medssl.artifacts.model import ModelArtifact, atomic_torch_save, save_model_artifact
+from medssl.artifacts.weights import encoder_scope, load_pretrained
+from medssl.config import config_to_dict, save_config
+from medssl.data.datalist import Splits, load_datalist, split_cases
+from medssl.errors import CheckpointError, ConfigError
+from medssl.evaluation.evaluate import evaluate_cases
+from medssl.models import build_network
+from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
+from medssl.training.config import TrainConfig
+from medssl.training.finetune_config import FinetuneConfig
+from medssl.training.finetune_data import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
+from medssl.training.finetune_loop import run_loop
+
+log = logging.getLogger("medssl.finetune")
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    metric_name: str
+    best_metric: float
+    best_step: int
+    test: dict[str, Any] | None = None  # evaluation on the test split with the best weights
+    load_report: dict[str, Any] | None = None
+    train_cases: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda but CUDA is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def network_spec(cfg: FinetuneConfig, in_channels: int, n_out: int) -> dict[str, Any]:
+    spec = {"name": cfg.model.network, **cfg.model.kwargs, "in_channels": in_channels}
+    spec["num_classes" if cfg.task == "classification" else "out_channels"] = n_out
+    if cfg.model.network == "swin_unetr":
+        for what, size in (("train.crop_size", cfg.train.crop_size), ("inference.roi_size", cfg.inference.roi_size)):
+            if any(int(s) % 32 for s in size):
+                raise ConfigError(f"{what} {list(size)}: swin_unetr needs multiples of 32")
+    return spec
+
+
+def encoder_stages(encoder: nn.Module) -> list[list[nn.Parameter]]:
+    """Encoder parameters grouped by stage, shallowest first (first child, or child.index)."""
+    groups: dict[str, list[nn.Parameter]] = {}
+    for name, param in encoder.named_parameters():
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+        groups.setdefault(key, []).append(param)
+    return list(groups.values())
+
+
+def param_groups(network: nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]]:
+    """Freezing per mode and learning rates per group (layer-wise decay over encoder stages)."""
+    scope = encoder_scope(network)
+    if not scope:
+        return [{"params": list(network.parameters()), "lr": cfg.train.lr}]
+    encoder = getattr(network, scope[:-1])
+    enc_ids = {id(p) for p in encoder.parameters()}
+    stages = encoder_stages(encoder)
+    m, t = cfg.model, cfg.train
+    trainable = 0 if m.mode == "linear_probe" else len(stages) if m.mode == "full" else m.trainable_stages
+    groups = [{"params": [p for p in network.parameters() if id(p) not in enc_ids], "lr": t.lr}]
+    for depth, params in enumerate(reversed(stages)):  # depth 0 = deepest stage
+        if depth >= trainable:
+            for p in params:
+                p.requires_grad_(False)
+            continue
+        decay = m.layer_decay ** (depth + 1) if m.layer_decay else 1.0
+        groups.append({"params": params, "lr": t.lr * t.encoder_lr_mult * decay})
+    return [g for g in groups if g["params"]]
+
+
+def data_hash(cases) -> str:
+    h = hashlib.sha256()
+    for c in cases:
+        for p in (c.image, c.label):
+            if p is not None:
+                h.update(f"{c.case_id}|{p.name}|{p.stat().st_size}|{c.cls}".encode())
+    return h.hexdigest()[:16]
+
+
+def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = None) -> FinetuneResult:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pretrained = pretrained or cfg.model.pretrained
+    if pretrained:
+        cfg = cfg.model_copy(deep=True)
+        cfg.model.pretrained = str(pretrained)
+    save_config(cfg, out / "config.yaml")
+    torch.manual_seed(cfg.train.seed)
+    names = resolve_labels(cfg)
+    all_cases = load_datalist(cfg.data.root)
+    d = cfg.data
+    splits = split_cases(all_cases, seed=d.split_seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                         n_train=d.n_train, n_val=d.n_val, train_seed=cfg.train.seed if d.n_train else None)
+    train = [prepare_case(c, cfg, names) for c in splits.train]
+    val = [prepare_case(c, cfg, names) for c in splits.val] or train
+    device = resolve_device(cfg.train.device)  # the trainer picks the same (rank-local under DDP)
+    spec = network_spec(cfg, train[0].image.shape[0], len(names))
+    network = build_network(spec).to(device)
+    report = None
+    if pretrained:
+        rep = load_pretrained(network, pretrained, cfg.model.encoder, cfg.model.min_loaded_fraction)
+        report = rep.to_dict()
+        (out / "load_report.json").write_text(json.dumps(report, indent=1))
+    task = _task(cfg, network, train, names).to(device)
+    inference = config_to_dict(cfg.inference)
+    metric_name = "dice" if cfg.task == "segmentation" else "balanced_accuracy"
+
+    def validate(net: nn.Module) -> float:
+        was_training = net.training
+        res = evaluate_cases(net, val, names, inference, device, cfg.task, distances=False, n_boot=10)
+        net.train(was_training)
+        value = res["summary"][metric_name]
+        value = value["mean"] if isinstance(value, dict) else value
+        return float(value) if np.isfinite(value) else 0.0
+
+    best = _train(cfg, task, network, train, validate, device, out)
+    network.load_state_dict(best["state_dict"])
+    test = None
+    if splits.test:
+        test_cases = [prepare_case(c, cfg, names) for c in splits.test]
+        test = evaluate_cases(network, test_cases, names, inference, device, cfg.task, distances=True)
+    _save_artifact(cfg, out, spec, network, names, splits, data_hash(all_cases), best, test, report)
+    result = FinetuneResult(out, metric_name, best["metric"], best["step"], test, report,
+                            [c.case_id for c in splits.train], best["seconds"])
+    summary = {k: v for k, v in result.__dict__.items() if k not in ("run_dir",)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    log.info("fine-tuned %s: best val %s %.4f at step %d (%.0f s) -> %s", cfg.model.network, metric_name,
+             best["metric"], best["step"], best["seconds"], out / "model.pt")
+    return result
+
+
+def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network: nn.Module, names: dict[str, str],
+                   splits: Splits, data_id: str, best: dict[str, Any], test: dict[str, Any] | None,
+                   report: dict[str, Any] | None) -> Path:
+    metric_name = "dice" if cfg.task == "segmentation" else "balanced_accuracy"
+    pretrained = None
+    if report and cfg.model.pretrained:
+        pretrained = {"file": Path(cfg.model.pretrained).name,
+                      **{k: report[k] for k in ("loaded", "total", "source_format")}}
+    meta = {
+        "run_id": uuid.uuid4().hex[:12], "data_hash": data_id, "best_step": best["step"],
+        "metrics": {f"val_{metric_name}": best["metric"], **({"test": test["summary"]} if test else {})},
+        "train_cases": [c.case_id for c in splits.train], "val_cases": [c.case_id for c in splits.val],
+        "test_cases": [c.case_id for c in splits.test], "mode": cfg.model.mode, "pretrained": pretrained,
+        "config": config_to_dict(cfg),
+    }
+    art = ModelArtifact(task=cfg.task, network=spec, state_dict={k: v.cpu() for k, v in network.state_dict().items()},
+                        labels=names, modality=cfg.data.modality, preprocessing=config_to_dict(cfg.data.preprocessing),
+                        inference=config_to_dict(cfg.inference), meta=meta)
+    return save_model_artifact(art, out)
+
+
+def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list[PreparedCase],
+           validate, device: torch.device, out: Path) -> dict[str, Any]:
+    """Train with the shared trainer (resumable); best weights by validation in ``best.pt``.
+    Per-stage learning rates (layer decay, encoder_lr_mult) need param groups the shared
+    trainer does not take yet, so those runs use the small local loop (not resumable)."""
+    t = cfg.train
+    make = _batch_maker(cfg, train)
+    start = time.perf_counter()
+    if cfg.model.layer_decay or t.encoder_lr_mult != 1.0:
+        optimizer = torch.optim.AdamW(param_groups(network, cfg), lr=t.lr, weight_decay=t.weight_decay)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        loop = run_loop(task, network, optimizer, lambda step: make(_rng(t.seed, step)), validate,
+                        max_steps=t.max_steps, val_every=t.val_every, warmup_steps=t.warmup_steps, device=device,
+                        amp=t.amp != "off", log_every=t.log_every, metrics_path=out / "metrics.jsonl")
+        return {"metric": loop.best_metric, "step": loop.best_step, "state_dict": loop.best_state,
+                "seconds": time.perf_counter() - start}
+    from medssl.training.trainer import fit
+
+    param_groups(network, cfg)  # freezing per mode; the trainer optimises what requires grad
+    best_path = out / "best.pt"
+    best = torch.load(best_path, map_location="cpu", weights_only=True) if best_path.is_file() else \
+        {"metric": float("-inf"), "step": 0, "state_dict": {}}
+
+    def val_hook(state) -> None:
+        if not state.info.is_main or (state.step % t.val_every and state.step != t.max_steps):
+            return
+        metric = validate(network)
+        log.info("step %d validation %.4f", state.step, metric)
+        with (out / "val.jsonl").open("a") as fh:
+            fh.write(json.dumps({"step": state.step, "val_metric": metric}) + "\n")
+        if metric > best["metric"] or not best["state_dict"]:
+            best.update(metric=metric, step=state.step,
+                        state_dict={k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()})
+            atomic_torch_save(best, best_path)
+
+    def batches(position: int):
+        while True:
+            yield make(_rng(t.seed, position))
+            position += 1
+
+    trainer_cfg = TrainConfig(**{k: getattr(t, k) for k in TrainConfig.model_fields})
+    fit(task, batches, trainer_cfg, out, config=config_to_dict(cfg), hooks=[val_hook])
+    if not best["state_dict"]:
+        raise CheckpointError(f"{out.name}: training finished without a validated checkpoint")
+    return {**best, "seconds": time.perf_counter() - start}
+
+
+def _rng(seed: int, position: int) -> np.random.Generator:
+    """One generator per batch position (and DDP rank): the same batches after a resume."""
+    return np.random.default_rng([seed, position, int(os.environ.get("RANK", "0"))])
+
+
+def _task(cfg: FinetuneConfig, network: nn.Module, train: list[PreparedCase], names: dict[str, str]) -> nn.Module:
+    if cfg.task == "segmentation":
+        return SegmentationTask(network)
+    cw = cfg.train.class_weights
+    if cw == "balanced":
+        cw = balanced_class_weights([c.cls for c in train], len(names))  # type: ignore[misc]
+    return ClassificationTask(network, cw)
+
+
+def _batch_maker(cfg: FinetuneConfig, train: list[PreparedCase]):
+    t = cfg.train
+    if cfg.task == "segmentation":
+        def seg_batch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
+            image, label = sample_crops(train, t.batch_size, tuple(t.crop_size), t.pos_fraction, rng)
+            return {"image": image, "label": label}
+        return seg_batch
+    roi = tuple(cfg.inference.roi_size)
+    volumes = [whole_volume(c, roi)[0] for c in train]  # type: ignore[arg-type]
+
+    def cls_batch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        idx = rng.integers(0, len(train), size=t.batch_size)
+        image = torch.stack([volumes[i] for i in idx])
+        dims = [d + 2 for d in range(3) if rng.random() < 0.5]  # cheap augmentation: axis flips
+        return {"image": torch.flip(image, dims) if dims else image,
+                "label": torch.as_tensor([train[i].cls for i in idx], dtype=torch.long)}
+    return cls_batch

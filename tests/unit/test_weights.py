@@ -1,0 +1,130 @@
+"""Weight loading with a report: release layout, wrong names, channel adaptation, formats."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pytest
+import torch
+from monai.networks.nets import SwinUNETR
+
+from medssl.artifacts.weights import load_pretrained, plan_load, read_weights
+from medssl.errors import CheckpointError
+from medssl.models import ENCODERS, build_network
+
+FS = 12
+TINY = {"depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2)}
+
+
+def release_layout(swin_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A SwinViT state dict renamed like the public model_swinvit.pt, plus its SSL heads."""
+    sd = {"module." + k.replace("mlp.linear1", "mlp.fc1").replace("mlp.linear2", "mlp.fc2"): v.clone()
+          for k, v in swin_state.items()}
+    sd["module.rotation_head.weight"] = torch.zeros(4, 8 * FS)
+    sd["module.contrastive_head.weight"] = torch.zeros(512, 16 * FS)
+    sd["module.convTrans3d.weight"] = torch.zeros(16 * FS, 1, 1, 1, 1)
+    sd["module.norm.weight"] = torch.zeros(16 * FS)
+    return sd
+
+
+@pytest.fixture(scope="module")
+def source() -> SwinUNETR:
+    torch.manual_seed(1)
+    return SwinUNETR(in_channels=1, out_channels=2, feature_size=FS, **TINY)
+
+
+@pytest.fixture()
+def release_file(tmp_path, source):
+    path = tmp_path / "model_swinvit.pt"
+    torch.save({"state_dict": release_layout(source.swinViT.state_dict()), "epoch": 10}, path)
+    return path
+
+
+def test_release_layout_loads_every_backbone_tensor(release_file, source):
+    net = build_network({"name": "swin_unetr", "feature_size": FS, **TINY})
+    report = load_pretrained(net, release_file, "swin")
+    assert report.source_format == "swinvit_release"
+    assert report.loaded == report.total == len(source.swinViT.state_dict())
+    assert not report.missing and not report.unexpected and not report.mismatched
+    assert len(report.ignored) == 4
+    for k, v in source.swinViT.state_dict().items():
+        assert torch.equal(net.swinViT.state_dict()[k], v), k
+
+
+def test_release_layout_loads_into_the_medssl_swin_encoder(release_file, source):
+    enc = ENCODERS.build("swin", in_channels=1, feature_size=FS, **TINY)
+    report = load_pretrained(enc, release_file)
+    assert report.fraction == 1.0 and report.mapping == {"strip": "", "add": ""}
+    w = source.swinViT.layers1[0].blocks[0].mlp.linear1.weight
+    assert torch.equal(enc.layers1[0].blocks[0].mlp.linear1.weight, w)
+
+
+def test_common_recipe_without_swinvit_prefix_is_mapped_not_silently_skipped(tmp_path, source):
+    # research-contributions #268: strip "module." and load_state_dict(strict=False) loads nothing
+    path = tmp_path / "stripped.pt"
+    torch.save({k: v for k, v in source.swinViT.state_dict().items()}, path)
+    net = build_network({"name": "swin_unetr", "feature_size": FS, **TINY})
+    report = load_pretrained(net, path)
+    assert report.loaded == report.total and report.mapping["add"] == "swinViT."
+
+
+def test_wrong_key_names_fail_with_counts_and_leave_model_untouched(tmp_path, source):
+    sd = {k.replace("layers", "stage").replace("patch_embed", "stem"): v
+          for k, v in release_layout(source.swinViT.state_dict()).items()}
+    path = tmp_path / "renamed.pt"
+    torch.save({"state_dict": sd}, path)
+    net = build_network({"name": "swin_unetr", "feature_size": FS, **TINY})
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        load_pretrained(net, path)
+    assert "would load" in str(err.value) and f"of {len(source.swinViT.state_dict())}" in str(err.value)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_input_channel_mismatch_adapts_first_layer_with_notice(release_file, source, caplog):
+    enc = ENCODERS.build("swin", in_channels=3, feature_size=FS, **TINY)
+    with caplog.at_level(logging.WARNING, logger="medssl.weights"):
+        report = load_pretrained(enc, release_file)
+    assert report.adapted == ["patch_embed.proj.weight"] and report.loaded == report.total
+    assert "adapted to 3 input channels" in caplog.text
+    w1 = source.swinViT.patch_embed.proj.weight
+    w3 = enc.patch_embed.proj.weight
+    # an input with equal channels gives the same response as the 1-channel original
+    assert torch.allclose(w3.sum(1, keepdim=True), w1, atol=1e-6)
+
+
+def test_other_shape_mismatch_is_reported(tmp_path, source):
+    path = tmp_path / "fs24.pt"
+    torch.save(SwinUNETR(in_channels=1, out_channels=2, feature_size=24, **TINY).state_dict(), path)
+    enc = ENCODERS.build("swin", in_channels=1, feature_size=FS, **TINY)
+    report, _ = plan_load(enc, *read_weights(path))
+    assert report.mismatched and report.fraction < 0.9
+
+
+def test_exported_encoder_and_checkpoint_formats(tmp_path):
+    enc = ENCODERS.build("cnn", in_channels=1, channels=(4, 8))
+    exported = tmp_path / "encoder.pt"
+    torch.save({"format": "medssl.encoder", "encoder": {"name": "cnn", "channels": [4, 8]},
+                "state_dict": enc.state_dict()}, exported)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"format": "medssl.checkpoint", "model": {**{"encoder." + k: v for k, v in enc.state_dict().items()},
+                                                         "decoder.w": torch.zeros(2)}}, ckpt)
+    for path, fmt in ((exported, "medssl.encoder"), (ckpt, "medssl.checkpoint")):
+        net = build_network({"name": "cnn_unet", "encoder_kwargs": {"channels": [4, 8]}})
+        report = load_pretrained(net, path, "cnn")
+        assert report.source_format == fmt and report.loaded == report.total
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "args": argparse.Namespace(lr=1.0)}, path)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        read_weights(path)
+
+
+def test_feature_size_48_release_has_126_backbone_tensors():
+    enc = ENCODERS.build("swin", in_channels=1, feature_size=48)
+    sd = release_layout(enc.state_dict())
+    report, _ = plan_load(enc, sd, "swinvit_release")
+    assert report.total == 126 and report.loaded == 126 and len(report.ignored) == 4
