@@ -63,11 +63,18 @@ def list_data_dir(root: Path) -> list[Entry]:
 
 
 def list_models(root: Path | None) -> list[Path]:
-    """Model artifacts (``*.pt``, or run folders holding ``model.pt``) under ``root``."""
+    """Model artifacts under ``root``: run folders holding ``model.pt``, and loose ``*.pt``
+    files outside run folders (a run's ``best.pt`` and ``checkpoints/`` are training state,
+    not artifacts)."""
     if root is None or not Path(root).is_dir():
         return []
-    found = {p.parent if p.name == "model.pt" else p for p in Path(root).rglob("*.pt")}
-    return sorted(found)
+    files = list(Path(root).rglob("*.pt"))
+    runs = {p.parent for p in files if p.name == "model.pt"}
+    loose = {
+        p for p in files
+        if p.name != "model.pt" and p.parent.name != "checkpoints" and not (runs & {p.parent, *p.parents})
+    }
+    return sorted(runs | loose)
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,11 @@ def test_classification_result_shows_class_probabilities_and_no_overlay():
         {"label": 1, "name": "abnormal", "voxels": 0, "volume_ml": 0.0, "mean_intensity": None,
          "mean_confidence": None, "low_confidence": False}
     ]  # fmt: skip
+
+
+def test_list_models_offers_artifacts_not_training_state(tmp_path):
+    run = tmp_path / "runs" / "ft"
+    (run / "checkpoints").mkdir(parents=True)
+    for p in (run / "model.pt", run / "best.pt", run / "checkpoints" / "ckpt_10.pt", tmp_path / "other.pt"):
+        p.write_bytes(b"x")
+    assert list_models(tmp_path) == sorted([run, tmp_path / "other.pt"])
