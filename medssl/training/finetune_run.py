@@ -1,8 +1,9 @@
 """One fine-tuning run: data -> network (+ pretrained encoder, with a load report) ->
 training with validation -> ``RUN/model.pt`` (the best checkpoint as a model artifact).
 
-Run folder: ``config.yaml`` (resolved), ``metrics.jsonl``, ``load_report.json`` (when
-pretrained), ``summary.json``, ``model.pt``."""
+Run folder: ``config.yaml`` (resolved), ``metrics.jsonl``, ``val.jsonl``, ``load_report.json``
+(when pretrained), ``summary.json``, ``model.pt``; ``ckpt_*.pt`` and ``best.pt``, from which
+the same command resumes."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced
 from medssl.training.config import TrainConfig
 from medssl.training.finetune_config import FinetuneConfig
 from medssl.training.finetune_data import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
-from medssl.training.finetune_loop import run_loop
+from medssl.training.trainer import fit
 
 log = logging.getLogger("medssl.finetune")
 
@@ -77,23 +78,35 @@ def encoder_stages(encoder: nn.Module) -> list[list[nn.Parameter]]:
 
 
 def param_groups(network: nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]]:
-    """Freezing per mode and learning rates per group (layer-wise decay over encoder stages)."""
+    """Freeze encoder stages per ``model.mode``; the trainable parameters as optimizer groups
+    for the trainer (``lr_mult`` scales ``train.lr``, see ``optim.build_optimizer``).
+
+    Decoder and head: ``lr_mult`` 1. Encoder stage at depth d (0 = deepest):
+    ``encoder_lr_mult * layer_decay ** (d + 1)`` (no decay factor without ``layer_decay``).
+    Biases and norm weights (1-D) get no weight decay, as in the trainer's default groups."""
     scope = encoder_scope(network)
     if not scope:
-        return [{"params": list(network.parameters()), "lr": cfg.train.lr}]
+        return _split_decay(list(network.parameters()), 1.0)
     encoder = getattr(network, scope[:-1])
     enc_ids = {id(p) for p in encoder.parameters()}
     stages = encoder_stages(encoder)
     m, t = cfg.model, cfg.train
     trainable = 0 if m.mode == "linear_probe" else len(stages) if m.mode == "full" else m.trainable_stages
-    groups = [{"params": [p for p in network.parameters() if id(p) not in enc_ids], "lr": t.lr}]
+    groups = _split_decay([p for p in network.parameters() if id(p) not in enc_ids], 1.0)
     for depth, params in enumerate(reversed(stages)):  # depth 0 = deepest stage
         if depth >= trainable:
             for p in params:
                 p.requires_grad_(False)
             continue
         decay = m.layer_decay ** (depth + 1) if m.layer_decay else 1.0
-        groups.append({"params": params, "lr": t.lr * t.encoder_lr_mult * decay})
+        groups += _split_decay(params, t.encoder_lr_mult * decay)
+    return groups
+
+
+def _split_decay(params: list[nn.Parameter], lr_mult: float) -> list[dict[str, Any]]:
+    decay = [p for p in params if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "lr_mult": lr_mult}, {"params": no_decay, "lr_mult": lr_mult, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
 
@@ -142,7 +155,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
         value = value["mean"] if isinstance(value, dict) else value
         return float(value) if np.isfinite(value) else 0.0
 
-    best = _train(cfg, task, network, train, validate, device, out)
+    best = _train(cfg, task, network, train, validate, out)
     network.load_state_dict(best["state_dict"])
     test = None
     if splits.test:
@@ -180,24 +193,15 @@ def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network
 
 
 def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list[PreparedCase],
-           validate, device: torch.device, out: Path) -> dict[str, Any]:
-    """Train with the shared trainer (resumable); best weights by validation in ``best.pt``.
-    Per-stage learning rates (layer decay, encoder_lr_mult) need param groups the shared
-    trainer does not take yet, so those runs use the small local loop (not resumable)."""
+           validate, out: Path) -> dict[str, Any]:
+    """Train with the shared trainer (resumable, DDP-ready); best weights by validation in ``best.pt``."""
     t = cfg.train
     make = _batch_maker(cfg, train)
     start = time.perf_counter()
-    if cfg.model.layer_decay or t.encoder_lr_mult != 1.0:
-        optimizer = torch.optim.AdamW(param_groups(network, cfg), lr=t.lr, weight_decay=t.weight_decay)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        loop = run_loop(task, network, optimizer, lambda step: make(_rng(t.seed, step)), validate,
-                        max_steps=t.max_steps, val_every=t.val_every, warmup_steps=t.warmup_steps, device=device,
-                        amp=t.amp != "off", log_every=t.log_every, metrics_path=out / "metrics.jsonl")
-        return {"metric": loop.best_metric, "step": loop.best_step, "state_dict": loop.best_state,
-                "seconds": time.perf_counter() - start}
-    from medssl.training.trainer import fit
-
-    param_groups(network, cfg)  # freezing per mode; the trainer optimises what requires grad
+    groups = param_groups(network, cfg)  # also freezes encoder stages per model.mode
+    # Same LR everywhere: the trainer's default groups, which optimise identically and keep the
+    # optimizer-state layout of checkpoints written before per-stage groups went through it.
+    per_stage_lr = any(g["lr_mult"] != 1.0 for g in groups)
     best_path = out / "best.pt"
     best = torch.load(best_path, map_location="cpu", weights_only=True) if best_path.is_file() else \
         {"metric": float("-inf"), "step": 0, "state_dict": {}}
@@ -220,7 +224,8 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
             position += 1
 
     trainer_cfg = TrainConfig(**{k: getattr(t, k) for k in TrainConfig.model_fields})
-    fit(task, batches, trainer_cfg, out, config=config_to_dict(cfg), hooks=[val_hook])
+    fit(task, batches, trainer_cfg, out, config=config_to_dict(cfg), hooks=[val_hook],
+        param_groups=groups if per_stage_lr else None)
     if not best["state_dict"]:
         raise CheckpointError(f"{out.name}: training finished without a validated checkpoint")
     return {**best, "seconds": time.perf_counter() - start}

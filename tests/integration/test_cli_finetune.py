@@ -100,6 +100,74 @@ def test_classification_through_csv(phantoms, tmp_path, capsys):
     assert "balanced_accuracy" in capsys.readouterr().out
 
 
+# a 3-stage CNN U-Net with layer-wise LR decay: encoder stage d (0 = deepest) at lr * 0.1 * 0.5 ** (d + 1)
+LAYER_DECAY = ["model.network=cnn_unet", "model.kwargs={encoder: cnn, encoder_kwargs: {channels: [4, 8, 16]}}",
+               "model.encoder=cnn", "model.layer_decay=0.5", "train.encoder_lr_mult=0.1", "train.lr=0.01",
+               "train.crop_size=[16,16,16]", "train.warmup_steps=2", "train.min_lr_ratio=0"]
+
+
+def _with_hook(monkeypatch, hook) -> None:
+    """Add ``hook`` to the hooks ``run_finetune`` gives the shared trainer (fails if it is not used)."""
+    from medssl.training import finetune_run
+
+    real_fit = finetune_run.fit
+
+    def fit(*args, hooks=(), **kwargs):
+        return real_fit(*args, hooks=[*hooks, hook], **kwargs)
+
+    monkeypatch.setattr(finetune_run, "fit", fit)
+
+
+def test_layer_decay_goes_through_the_shared_trainer(phantoms, tmp_path, monkeypatch):
+    lrs: dict[int, dict[str, float]] = {}
+
+    def record(state):
+        net = state.task.network
+        where = {id(p): "head" for p in net.parameters()}
+        where.update({id(p): f"stage{i}" for i, s in enumerate(net.encoder.stages) for p in s.parameters()})
+        lrs[state.step] = {where[id(p)]: g["lr"] for g in state.optimizer.param_groups for p in g["params"]}
+
+    _with_hook(monkeypatch, record)
+    assert main(["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(tmp_path / "run"),
+                 f"data.root={phantoms}", *LAYER_DECAY, "train.max_steps=6", "train.val_every=6"]) == 0
+    base = {"head": 0.01, "stage2": 0.01 * 0.1 * 0.5, "stage1": 0.01 * 0.1 * 0.25, "stage0": 0.01 * 0.1 * 0.125}
+    assert lrs[2] == pytest.approx(base)  # warm-up done: the peak rates
+    assert lrs[4] == pytest.approx({k: v * 0.5 for k, v in base.items()})  # half-way down the cosine to 0
+    assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_layer_decay_run_killed_and_rerun_ends_like_an_uninterrupted_one(phantoms, tmp_path, monkeypatch):
+    from medssl.artifacts.model import load_model_artifact
+    from medssl.training.checkpoint import checkpoint_paths, read_checkpoint
+
+    def args(run: Path) -> list[str]:
+        return ["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(run), f"data.root={phantoms}",
+                *LAYER_DECAY, "train.max_steps=8", "train.checkpoint_every=4", "train.val_every=4"]
+
+    assert main(args(tmp_path / "full")) == 0
+
+    def crash(state):
+        if state.step == 6:
+            raise KeyboardInterrupt  # killed after the step-4 checkpoint
+
+    _with_hook(monkeypatch, crash)
+    assert main(args(tmp_path / "resumed")) == 130
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    monkeypatch.undo()
+    steps: list[int] = []
+    _with_hook(monkeypatch, lambda state: steps.append(state.step))
+    assert main(args(tmp_path / "resumed")) == 0  # the same command again
+    assert steps == [5, 6, 7, 8]  # went on from the step-4 checkpoint
+    full, resumed = (read_checkpoint(checkpoint_paths(tmp_path / r)[0]) for r in ("full", "resumed"))
+    assert full["step"] == resumed["step"] == 8
+    for k, v in full["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    best_full, best_resumed = (load_model_artifact(tmp_path / r) for r in ("full", "resumed"))
+    assert best_full.meta["best_step"] == best_resumed.meta["best_step"]
+    for k, v in best_full.state_dict.items():
+        assert torch.equal(v, best_resumed.state_dict[k]), k
+
+
 def test_sweep_pretrains_then_compares_arms(phantoms, tmp_path, capsys):
     out = tmp_path / "sweep"
     rc = main(["sweep", "--config", str(CONFIGS / "smoke_sweep.yaml"), "--out", str(out), f"data.root={phantoms}",

@@ -72,7 +72,10 @@ def test_modes_freeze_encoder_stages(mode, trainable):
     trained = [all(p.requires_grad for p in s) for s in stages]
     assert trained == [False] * (3 - trainable) + [True] * trainable
     assert all(p.requires_grad for p in net.blocks.parameters())
-    assert sorted(g["lr"] for g in groups) == sorted([1.0] + [0.5 ** (d + 1) for d in range(trainable)])
+    assert sorted({g["lr_mult"] for g in groups}) == sorted({1.0, *[0.5 ** (d + 1) for d in range(trainable)]})
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == sum(p.requires_grad for p in net.parameters())
+    assert all((g.get("weight_decay") == 0.0) == all(p.ndim == 1 for p in g["params"]) for g in groups)
 
 
 def test_sample_crops_shapes_padding_and_foreground():
