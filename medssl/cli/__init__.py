@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - last line of defence: one line, no traceback
         if args.debug:
             raise
+        # Only the class name: a third-party message may quote header values (patient data).
         print(
-            f"medssl: internal error: {err.__class__.__name__}: {str(err)[:300]} "
-            "(run with --debug for the traceback)",
+            f"medssl: internal error: {err.__class__.__name__} (run with --debug for details)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

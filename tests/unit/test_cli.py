@@ -43,3 +43,13 @@ def test_unknown_flag_is_a_usage_error(capsys):
 
 def test_no_command_prints_help_and_usage_status(capsys):
     assert main([]) == 2
+
+
+def test_internal_errors_print_the_class_only(monkeypatch, capsys):
+    def boom(args):
+        raise ValueError("could not convert string to float: '1.5 SENTINEL^PHI'")
+
+    monkeypatch.setattr("medssl.cli.io_cmds.run_inspect", boom)
+    assert main(["inspect", "x.nii"]) == 1
+    err = capsys.readouterr().err
+    assert "ValueError" in err and "SENTINEL" not in err and "Traceback" not in err
