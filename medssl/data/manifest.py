@@ -7,9 +7,12 @@ Inputs found under ROOT (hidden entries skipped):
 
 ``medssl.io.probe`` reads each input's headers: a folder gives one ``ok`` row per image
 series plus one ``failed`` row per unreadable file; an input that cannot be read at all
-gives one ``failed`` row with the error's code and reason. Re-running with the previous
-manifest reuses the rows of inputs whose size and mtime are unchanged, probes new or
-changed ones and drops removed ones."""
+gives one ``failed`` row with the error's code and reason (code ``internal`` and only the
+exception's class for an unexpected error). A DICOM row's ``series`` is a salted hash
+(``medssl.io.uid_hash``): ``salt_id`` fingerprints the salt it was made with, and
+``series_files`` (the series' first file, relative to ROOT) locates the series whatever the
+salt. Re-running with the previous manifest reuses the rows of inputs whose size and mtime
+(and salt) are unchanged, probes new or changed ones and drops removed ones."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -131,6 +135,8 @@ def _base_row(inp: ScanInput, path: str, key: str) -> dict[str, Any]:
         "shape": None,
         "spacing": None,
         "n_files": None,
+        "series_files": None,
+        "salt_id": None,
         "status": "ok",
         "code": None,
         "reason": None,
@@ -147,6 +153,8 @@ def _failed_row(inp: ScanInput, path: str, code: str, reason: str) -> dict[str, 
 
 
 def _series_rows(inp: ScanInput, result: Any) -> list[dict[str, Any]]:
+    from medssl.io.phi import salt_id
+
     rows = []
     for header in result.series:
         kind = getattr(header, "kind", "image")
@@ -161,12 +169,22 @@ def _series_rows(inp: ScanInput, result: Any) -> list[dict[str, Any]]:
             spacing=[round(float(v), 6) for v in header.spacing] if header.spacing is not None else None,
             n_files=getattr(header, "n_files", None),
         )
+        if row["series"]:
+            row.update(series_files=_first_file(inp, getattr(header, "first_file", "")), salt_id=salt_id())
         skipped = getattr(header, "skipped_reason", None)
         if skipped:  # an image series whose geometry cannot be used ("code: reason")
             code, _, reason = skipped.partition(": ")
             row.update(status="failed", code=code if reason else "geometry", reason=reason or skipped)
         rows.append(row)
     return rows
+
+
+def _first_file(inp: ScanInput, name: str) -> str | None:
+    """The series' first file relative to ROOT (``dir/x.zip:member`` inside a zip)."""
+    if not name:
+        return None
+    folder = inp.rel if inp.kind == "dicom" else posixpath.dirname(inp.rel)
+    return posixpath.normpath(posixpath.join(folder, name))
 
 
 def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list[dict[str, Any]]:
@@ -181,6 +199,9 @@ def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list
         return [_failed_row(inp, inp.rel, err.code, err.reason)]
     except OSError as err:
         return [_failed_row(inp, inp.rel, "unreadable", err.strerror or err.__class__.__name__)]
+    except Exception as err:  # noqa: BLE001 - one bad input must not end the run; its message may quote values
+        log.warning("%s: unexpected %s while reading headers; row marked failed", inp.rel, err.__class__.__name__)
+        return [_failed_row(inp, inp.rel, "internal", f"unexpected {err.__class__.__name__} while reading headers")]
     rows = _series_rows(inp, result)
     for rel, code, reason in result.failed:
         where = inp.rel if inp.kind == "nifti" or rel == Path(inp.rel).name else f"{inp.rel}/{rel}"
@@ -199,6 +220,9 @@ def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
     ``workers`` > 1 probes in that many processes (``probe`` must then be picklable)."""
     if probe is None:
         from medssl.io import probe
+    from medssl.io.phi import salt_id
+
+    current_salt = salt_id()
     root = Path(root)
     old: dict[str, list[dict[str, Any]]] = {}
     for row in previous or []:
@@ -207,7 +231,8 @@ def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
     slots: list[list[dict[str, Any]] | ScanInput] = []  # kept rows, or an input to probe
     for inp in find_inputs(root, skip):
         kept = old.pop(inp.rel, None)
-        unchanged = kept and all(r.get("fingerprint") == inp.fingerprint for r in kept)
+        unchanged = kept and all(r.get("fingerprint") == inp.fingerprint and
+                                 (not r.get("series") or r.get("salt_id") == current_salt) for r in kept)  # fmt: skip
         slots.append(kept if unchanged else inp)  # type: ignore[arg-type]
     result.removed = len(old)
     todo = [s for s in slots if isinstance(s, ScanInput)]
@@ -238,8 +263,9 @@ def write_manifest(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """Rows of a manifest written by ``medssl data index``."""
+def read_manifest(path: Path, *, check_salt: bool = True) -> list[dict[str, Any]]:
+    """Rows of a manifest written by ``medssl data index``. ``check_salt`` warns when its
+    series hashes were made with another UID salt (they will not be found by ``read_scan``)."""
     rows = []
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -252,7 +278,19 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
             if not isinstance(row, dict) or "path" not in row:
                 raise CorruptFileError(f"line {n} is not a manifest row", source=Path(path).name)
             rows.append(row)
+    if check_salt:
+        _warn_other_salt(rows, Path(path).name)
     return rows
+
+
+def _warn_other_salt(rows: list[dict[str, Any]], name: str) -> None:
+    from medssl.io.phi import salt_id
+
+    current = salt_id()
+    others = sorted({r["salt_id"] for r in rows if r.get("series") and r.get("salt_id") not in (None, current)})
+    if others:
+        log.warning("%s: series hashes were made with another MEDSSL_UID_SALT (salt id %s, now %s); set the "
+                    "same MEDSSL_UID_SALT or re-run `medssl data index`", name, ", ".join(others), current)  # fmt: skip
 
 
 def update_manifest(root: Path, out: Path, *, probe: Callable[[Path], Any] | None = None,
@@ -261,7 +299,7 @@ def update_manifest(root: Path, out: Path, *, probe: Callable[[Path], Any] | Non
     previous = None
     if Path(out).is_file():
         try:
-            previous = read_manifest(out)
+            previous = read_manifest(out, check_salt=False)
         except CorruptFileError as err:
             log.warning("previous manifest unreadable (%s); indexing from scratch", err)
     result = index_tree(root, previous, probe=probe, skip=frozenset({Path(out).resolve()}), workers=workers)

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medssl.errors import GeometryError, UnsupportedInputError
+from medssl.errors import CorruptFileError, GeometryError, UnsupportedInputError
+from medssl.io.dicom_headers import required_int
 
 ORIENTATION_TOL = 1e-3  # max difference between direction cosines of two slices
+ORTHONORMAL_TOL = 1e-2  # IOP vectors this close to unit length and perpendicular are orthonormalised
 SPACING_RTOL = 0.05  # slice gaps further than this from the median count as uneven (as dicom2nifti)
 TILT_TOL_DEG = 0.1  # slice positions drifting sideways by more than this angle = gantry tilt
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -43,16 +45,35 @@ class StackGeometry:
         return LPS_TO_RAS @ lps
 
 
-def _floats(ds: Dataset, keyword: str, n: int, where: str) -> np.ndarray:
-    value = ds.get(keyword)
+def _floats(ds: Dataset, keyword: str, n: int, where: str, *, positive: bool = False) -> np.ndarray:
     try:
-        arr = np.array([float(v) for v in value], dtype=np.float64)
+        value = ds.get(keyword)
+        values = [value] if isinstance(value, (str, bytes, int, float)) else value
+        arr = np.array([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         arr = np.zeros(0)
     if arr.shape != (n,) or not np.isfinite(arr).all():
         raise UnsupportedInputError(f"{keyword} is missing or malformed; cannot place the slices in space",
                                     source=where)  # fmt: skip
+    if positive and (arr <= 0).any():
+        raise CorruptFileError(f"{keyword} must be positive (a negative or zero spacing would mirror or "
+                               "collapse the image); fix the header", source=where)  # fmt: skip
     return arr
+
+
+def orthonormal_directions(row: np.ndarray, col: np.ndarray, series: str,
+                           where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """ImageOrientationPatient's row and column cosines made exactly orthonormal (Gram-Schmidt,
+    row kept, as ITK does), plus the slice normal. Rounded cosines in real headers are a little
+    off; an affine built from them is sheared, which NIfTI's qform cannot hold."""
+    if abs(np.linalg.norm(row) - 1) > ORTHONORMAL_TOL or abs(np.linalg.norm(col) - 1) > ORTHONORMAL_TOL \
+            or abs(row @ col) > ORTHONORMAL_TOL:  # fmt: skip
+        raise GeometryError(f"series {series}: ImageOrientationPatient is not orthonormal "
+                            f"(tolerance {ORTHONORMAL_TOL})", source=where)  # fmt: skip
+    row = row / np.linalg.norm(row)
+    col = col - (col @ row) * row
+    col = col / np.linalg.norm(col)
+    return row, col, np.cross(row, col)
 
 
 def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where: str = "") -> StackGeometry:
@@ -69,14 +90,11 @@ def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where
         n_distinct = len({tuple(np.round(i, 3)) for i in iops})
         raise GeometryError(f"series {series}: slices have {n_distinct} different orientations "
                             "(mixed orientations); choose a single-orientation series", source=where)  # fmt: skip
-    row_dir, col_dir = iops[0, :3], iops[0, 3:]
-    normal = np.cross(row_dir, col_dir)
-    if abs(np.linalg.norm(normal) - 1) > 1e-2 or abs(row_dir @ col_dir) > 1e-2:
-        raise GeometryError(f"series {series}: ImageOrientationPatient is not orthonormal", source=where)
-    normal /= np.linalg.norm(normal)
+    row_dir, col_dir, normal = orthonormal_directions(iops[0, :3], iops[0, 3:], series, where)
 
-    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
-    spacings = {tuple(np.round(_floats(ds, "PixelSpacing", 2, n), 5)) for ds, n in zip(datasets, names)}
+    sizes = {(required_int(ds, "Rows", n), required_int(ds, "Columns", n)) for ds, n in zip(datasets, names)}
+    spacings = {tuple(np.round(_floats(ds, "PixelSpacing", 2, n, positive=True), 5))
+                for ds, n in zip(datasets, names)}  # fmt: skip
     if len(sizes) > 1 or len(spacings) > 1:
         raise GeometryError(f"series {series}: slices differ in size or pixel spacing", source=where)
     row_spacing, col_spacing = _floats(datasets[0], "PixelSpacing", 2, names[0])  # (between rows, between columns)

@@ -4,6 +4,7 @@ choosing one: by SeriesInstanceUID (or its short hash), else the largest image s
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import warnings
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from pydicom.errors import InvalidDicomError
 
 from medssl.errors import CorruptFileError, InputError, MedsslError, NotAScanError, UnsupportedInputError
 from medssl.io.limits import ReadLimits
-from medssl.io.phi import uid_hash
+from medssl.io.phi import is_uid_hash, uid_hash
 from medssl.io.scan import SeriesInfo
 from medssl.io.sources import Member, check_member_size
 
@@ -35,6 +36,27 @@ LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "SURVEY"})
 
 
 _QUIET_LOCK = threading.RLock()
+
+
+class _RedactedPydicomLog(logging.Handler):
+    """pydicom's log text may quote tag values (UIDs, names): only the fact is passed on."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("pydicom logged a %s (text hidden: it may quote DICOM values)", record.levelname.lower())
+
+
+def silence_pydicom() -> None:
+    """Process-wide, at ``medssl.io`` import: pydicom converts and validates values lazily, on
+    first access long after ``dcmread`` returned, and its warnings and log lines quote them."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pd_log = logging.getLogger("pydicom")
+    pd_log.propagate = False
+    if not any(isinstance(h, _RedactedPydicomLog) for h in pd_log.handlers):
+        pd_log.addHandler(_RedactedPydicomLog())
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+silence_pydicom()
 
 
 @contextmanager
@@ -59,6 +81,45 @@ def _quiet() -> Iterator[None]:
     finally:
         config.reading_validation_mode = saved
         pd_log.disabled = saved_disabled
+
+
+def tag_float(ds: Dataset, keyword: str) -> float | None:
+    """A numeric tag (the first value if several): None when absent or empty; ValueError
+    when malformed or not finite."""
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, (str, bytes, int, float)):
+            value = value[0]
+        number = float(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        number = float("nan")
+    if not math.isfinite(number):
+        raise ValueError(f"{keyword} is malformed or not finite")
+    return number
+
+
+def optional_float(ds: Dataset, keyword: str, where: str = "") -> float | None:
+    """A numeric tag medssl can do without: None when absent, empty or malformed. The value
+    itself is never logged (free text may hide in it)."""
+    try:
+        return tag_float(ds, keyword)
+    except ValueError:
+        log.debug("%s: %s is malformed; ignored", where, keyword)
+        return None
+
+
+def required_int(ds: Dataset, keyword: str, where: str) -> int:
+    """A positive integer tag the image cannot do without (Rows, Columns), or CorruptFileError
+    naming the tag and the file, never the value."""
+    try:
+        value = int(ds.get(keyword))
+    except (TypeError, ValueError, OverflowError):
+        value = 0
+    if value <= 0:
+        raise CorruptFileError(f"{keyword} is missing or malformed", source=where)
+    return value
 
 
 def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> Dataset:
@@ -108,14 +169,15 @@ class SeriesGroup:
     def modality(self) -> str:
         return str(self.items[0][1].get("Modality", "OT") or "OT")
 
-    @property
-    def description(self) -> str:
-        return str(self.items[0][1].get("SeriesDescription", "") or "")
+    def description(self, reveal_phi: bool = False) -> str:
+        """SeriesDescription is free text (PS3.15 Annex E removes it): '' unless revealed."""
+        return str(self.items[0][1].get("SeriesDescription", "") or "") if reveal_phi else ""
 
-    def info(self) -> SeriesInfo:
+    def info(self, reveal_phi: bool = False) -> SeriesInfo:
         ds = self.items[0][1]
-        shape = (int(ds.Columns), int(ds.Rows), len(self.items)) if "Rows" in ds and "Columns" in ds else None
-        return SeriesInfo(self.uid_hash, self.modality, len(self.items), self.description, self.kind,
+        cols, rows = optional_float(ds, "Columns"), optional_float(ds, "Rows")
+        shape = (int(cols), int(rows), len(self.items)) if cols and rows else None
+        return SeriesInfo(self.uid_hash, self.modality, len(self.items), self.description(reveal_phi), self.kind,
                           shape if self.kind == "image" else None, self.skipped_reason)  # fmt: skip
 
 
@@ -154,8 +216,11 @@ def select_series(scan: FolderScan, series_uid: str | None, source: str) -> Seri
                 (len(wanted) >= 6 and g.uid_hash.startswith(wanted))]  # fmt: skip
         if not hits:
             known = ", ".join(g.uid_hash for g in scan.groups) or "none"
-            raise InputError(f"no series matches '{uid_hash(wanted)}' (hash); series here: {known}",
-                             source=source, code="series_not_found")  # fmt: skip
+            given_hash = is_uid_hash(wanted)
+            hint = ("; hashes depend on MEDSSL_UID_SALT: if this one comes from a manifest, the manifest may "
+                    "have been made with another MEDSSL_UID_SALT") if given_hash else ""  # fmt: skip
+            raise InputError(f"no series matches '{wanted if given_hash else uid_hash(wanted)}' (hash); "
+                             f"series here: {known}{hint}", source=source, code="series_not_found")  # fmt: skip
         group = hits[0]
         if group.kind != "image":
             raise UnsupportedInputError(f"series {group.uid_hash}: {group.skipped_reason}", source=source)

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from medssl.errors import CorruptFileError, DecoderMissingError, MedsslError, UnsupportedInputError
-from medssl.io.dicom_headers import quiet_pydicom
+from medssl.io.dicom_headers import optional_float, quiet_pydicom, tag_float
 
 INSTALL_HINTS = {
     "JPEG Baseline": "pip install pylibjpeg pylibjpeg-libjpeg",
@@ -52,9 +52,9 @@ def slice_pixels(ds: Dataset, source: str) -> np.ndarray:
     """(Rows, Columns) float32 after the modality LUT."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise CorruptFileError("DICOM image has no pixel data", source=source)
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+    if (optional_float(ds, "SamplesPerPixel", source) or 1) != 1:
         raise UnsupportedInputError("colour (multi-sample) DICOM images are not supported", source=source)
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+    if (optional_float(ds, "NumberOfFrames", source) or 1) > 1:
         raise UnsupportedInputError("multi-frame DICOM files are not supported yet; export single-frame "
                                     "slices", source=source)  # fmt: skip
     check_decoder(ds, source)
@@ -84,11 +84,11 @@ def _modality_lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
 
         return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
     try:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    except (TypeError, ValueError) as err:
-        raise CorruptFileError("RescaleSlope/Intercept is malformed", source=source) from err
-    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
-        raise CorruptFileError(f"implausible rescale (slope {slope}, intercept {intercept})", source=source)
+        slope, intercept = tag_float(ds, "RescaleSlope"), tag_float(ds, "RescaleIntercept")
+    except ValueError as err:
+        raise CorruptFileError(f"implausible rescale: {err}", source=source) from err
+    slope, intercept = 1.0 if slope is None else slope, 0.0 if intercept is None else intercept
+    if slope == 0:
+        raise CorruptFileError("implausible rescale (slope 0)", source=source)
     values = stored.astype(np.float64) * slope + intercept
     return values.astype(np.float32)

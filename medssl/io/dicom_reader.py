@@ -12,7 +12,8 @@ from pydicom.dataset import Dataset
 
 from medssl.errors import GeometryError, InputError, LimitExceededError
 from medssl.io.dicom_geometry import TILT_TOL_DEG, StackGeometry, stack_geometry
-from medssl.io.dicom_headers import FolderScan, SeriesGroup, group_series, read_dataset, select_series
+from medssl.io.dicom_headers import (FolderScan, SeriesGroup, group_series, optional_float, read_dataset,
+                                     required_int, select_series)  # fmt: skip
 from medssl.io.dicom_pixels import slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
 from medssl.io.limits import ReadLimits
@@ -45,7 +46,7 @@ def _sorted_datasets(group: SeriesGroup, limits: ReadLimits,
                      where: str) -> tuple[list[Dataset], list[str], StackGeometry]:  # fmt: skip
     names = [m.name for m, _ in group.items]
     head = group.items[0][1]
-    dims = (int(head.Columns), int(head.Rows), len(group.items))
+    dims = (required_int(head, "Columns", names[0]), required_int(head, "Rows", names[0]), len(group.items))
     if max(dims) > limits.max_dim or int(np.prod(dims, dtype=np.int64)) > limits.max_voxels:
         raise LimitExceededError(f"series {group.uid_hash}: {dims} voxels exceed the read limits "
                                  f"(max_dim {limits.max_dim}, max_voxels {limits.max_voxels})",
@@ -73,16 +74,19 @@ def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reve
     found, group = _chosen_series(path, series_uid, limits, members)
     datasets, names, geo = _sorted_datasets(group, limits, path.name)
     head = datasets[0]
-    volume = np.empty((int(head.Columns), int(head.Rows), len(datasets)), dtype=np.float32)
+    cols, rows = required_int(head, "Columns", names[0]), required_int(head, "Rows", names[0])
+    volume = np.empty((cols, rows, len(datasets)), dtype=np.float32)
     for k, (ds, name) in enumerate(zip(datasets, names)):
         volume[:, :, k] = slice_pixels(ds, name).T
     volume, affine, resampled = _regularise(volume, geo, group.uid_hash, path.name, allow_resample)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise GeometryError(f"series {group.uid_hash}: affine is singular or not finite", source=path.name)
     if not np.isfinite(volume).all():
         raise InputError(f"series {group.uid_hash}: volume holds NaN or infinite values", source=path.name,
                          code="non_finite")  # fmt: skip
     meta = _meta(head, datasets, geo, group, found, path, resampled)
     return Scan(array=volume, affine=affine, modality=group.modality, source=path.name, case_id=case_id,
-                meta=meta, series=[g.info() for g in found.groups],
+                meta=meta, series=[g.info(reveal_phi) for g in found.groups],
                 phi=phi_from_dataset(head) if reveal_phi else {})  # fmt: skip
 
 
@@ -113,23 +117,22 @@ def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
 
 def _meta(head: Dataset, datasets: list[Dataset], geo: StackGeometry, group: SeriesGroup,
           found: FolderScan, path: Path, resampled: list[str]) -> dict[str, Any]:  # fmt: skip
-    slopes = {float(ds.get("RescaleSlope", 1) or 1) for ds in datasets}
-    intercepts = {float(ds.get("RescaleIntercept", 0) or 0) for ds in datasets}
+    slopes = {optional_float(ds, "RescaleSlope") or 1.0 for ds in datasets}
+    intercepts = {optional_float(ds, "RescaleIntercept") or 0.0 for ds in datasets}
     syntax = head.file_meta.get("TransferSyntaxUID") if hasattr(head, "file_meta") else None
     meta: dict[str, Any] = {
         "format": "dicom-zip" if path.suffix.lower() == ".zip" else "dicom",
         "series_uid_hash": group.uid_hash,
         "study_uid_hash": uid_hash(head.get("StudyInstanceUID", "")),
         "frame_of_reference_hash": uid_hash(head.get("FrameOfReferenceUID", "")),
-        "series_description": group.description,
         "n_files": len(datasets),
         "slice_step_mm": round(float(geo.step), 6),
-        "slice_thickness_mm": float(head.get("SliceThickness") or 0) or None,
+        "slice_thickness_mm": optional_float(head, "SliceThickness", path.name) or None,
         "transfer_syntax": syntax.name if syntax else None,
         "rescale_slope": sorted(slopes),
         "rescale_intercept": sorted(intercepts),
-        "window_center": _first_float(head.get("WindowCenter")),
-        "window_width": _first_float(head.get("WindowWidth")),
+        "window_center": optional_float(head, "WindowCenter", path.name),
+        "window_width": optional_float(head, "WindowWidth", path.name),
         "resampled": resampled,
         "unreadable_files": [{"file": n, "code": c, "reason": r} for n, c, r in found.failed[:MAX_LISTED_FAILURES]],
         "n_unreadable_files": len(found.failed),
@@ -138,15 +141,6 @@ def _meta(head: Dataset, datasets: list[Dataset], geo: StackGeometry, group: Ser
         if head.get(keyword):
             meta[keyword[0].lower() + keyword[1:]] = str(head.get(keyword))
     return meta
-
-
-def _first_float(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value)
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def dicom_tags(path: str | Path, series_uid: str | None = None, reveal_phi: bool = False,

@@ -51,6 +51,12 @@ def load_header(path: Path, limits: ReadLimits) -> nib.Nifti1Image:
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise UnsupportedInputError(f"{type(img).__name__} files are not supported; convert to NIfTI", source=name)
     check_volume_shape(img.shape, name, limits)
+    dtype = img.header.get_data_dtype()
+    if dtype.kind not in "iufb":
+        label = img.header.get_value_label("datatype")
+        raise UnsupportedInputError(f"colour/complex/structured voxel type {label} ({dtype.str}); medssl reads "
+                                    "one real-valued channel per voxel (convert to a scalar image)",
+                                    source=name)  # fmt: skip
     return img
 
 
@@ -165,8 +171,9 @@ def write_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path) -> Path
 
 def write_scan(scan: Scan, path: str | Path) -> Path:
     """Save ``scan.array`` with ``scan.affine`` as NIfTI (.nii or .nii.gz), qform and sform
-    both set (code 1, scanner), atomically (temp file + os.replace). Integer-valued float
-    volumes that fit int16 are stored as int16 (lossless)."""
+    both set (code 1, scanner), atomically (temp file + os.replace); a sheared affine, which a
+    qform cannot hold, is written as sform only, so the file always reads back with
+    ``read_scan``. Integer-valued float volumes that fit int16 are stored as int16 (lossless)."""
     path = Path(path)
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise InputError("output must end in .nii or .nii.gz", source=path.name, code="bad_output")
@@ -174,9 +181,16 @@ def write_scan(scan: Scan, path: str | Path) -> Path:
     if array.dtype.kind == "f" and array.size and np.array_equal(array, np.round(array)) \
             and array.min() >= -32768 and array.max() <= 32767:  # fmt: skip
         array = array.astype(np.int16)
-    img = nib.Nifti1Image(array, np.asarray(scan.affine, dtype=np.float64))
-    img.set_qform(scan.affine, code=1)
-    img.set_sform(scan.affine, code=1)
+    affine = np.asarray(scan.affine, dtype=np.float64)
+    img = nib.Nifti1Image(array, affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    corners = _corners((*array.shape[:3], 1, 1, 1)[:3])
+    gap = float(np.linalg.norm((img.get_qform() @ corners - affine @ corners)[:3], axis=0).max())
+    if gap > QSFORM_WARN_MM:  # a sheared affine: the qform (rotation + zooms only) cannot hold it
+        log.warning("%s: affine is not a rotation and scaling (qform would be %.3g mm off); "
+                    "writing it as sform only", path.name, gap)  # fmt: skip
+        img.set_qform(None, code=0)
     img.header.set_xyzt_units("mm", "sec")
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"

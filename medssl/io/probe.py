@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +26,12 @@ class SeriesHeader:
     spacing: tuple[float, float, float] | None
     n_files: int
     uid_hash: str  # "" for NIfTI
-    description: str
+    description: str  # always "": SeriesDescription is free text; read_scan(reveal_phi=True) shows it
     kind: str = "image"  # "image", "localizer", or a skipped non-image kind ("RTSTRUCT", ...)
     skipped_reason: str | None = None
     path: str = ""  # what to pass to read_scan (with series_uid=uid_hash for DICOM)
     format: str = "dicom"  # "dicom", "dicom-zip" or "nifti"
+    first_file: str = ""  # DICOM: the series' first file by name, relative to the probed path ("x.zip:m" in a zip)
 
 
 @dataclass
@@ -50,7 +50,7 @@ def _nifti_header(path: Path, rel: str, limits: ReadLimits) -> SeriesHeader:
     spacing = tuple(round(float(v), 6) for v in np.linalg.norm(img.affine[:3, :3], axis=0))
     try:  # the first slice only (cheap even for .nii.gz): enough to tell HU from MR intensities
         first = np.asarray(img.dataobj[:, :, 0], dtype=np.float32)
-    except (OSError, EOFError, zlib.error, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types on broken data
         raise CorruptFileError(f"voxel data cannot be read ({err.__class__.__name__})", source=rel) from err
     modality, _ = guess_modality(path, first)
     return SeriesHeader(rel, modality, shape, spacing, 1, "", "", path=str(path), format="nifti")  # type: ignore[arg-type]
@@ -64,6 +64,7 @@ def _series_folder(group: SeriesGroup, fallback: str) -> str:
 def _dicom_header(group: SeriesGroup, fallback: str, fmt: str) -> SeriesHeader:
     info = group.info()
     where = _series_folder(group, fallback)
+    first = min(m.name for m, _ in group.items)
     spacing = None
     if group.kind == "image":
         try:
@@ -71,11 +72,11 @@ def _dicom_header(group: SeriesGroup, fallback: str, fmt: str) -> SeriesHeader:
             spacing = (*geo.pixel_spacing, round(float(geo.step), 6))
         except InputError as err:
             return SeriesHeader(group.uid_hash, group.modality, info.shape, None, len(group.items),
-                                group.uid_hash, group.description, "image", f"{err.code}: {err.reason}",
-                                where, fmt)  # fmt: skip
+                                group.uid_hash, "", "image", f"{err.code}: {err.reason}",
+                                where, fmt, first)  # fmt: skip
     return SeriesHeader(group.uid_hash, group.modality, info.shape, spacing,  # type: ignore[arg-type]
-                        len(group.items), group.uid_hash, group.description, group.kind,
-                        group.skipped_reason, where, fmt)  # fmt: skip
+                        len(group.items), group.uid_hash, "", group.kind,
+                        group.skipped_reason, where, fmt, first)  # fmt: skip
 
 
 def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool = True) -> ProbeResult:

@@ -26,7 +26,7 @@ class SeriesInfo:
     uid_hash: str  # short salted hash of SeriesInstanceUID
     modality: str
     n_files: int
-    description: str  # SeriesDescription (not patient data), may be ""
+    description: str  # SeriesDescription: free text, so "" unless read with reveal_phi=True
     kind: str  # "image", "localizer", or the non-image SOP kind skipped ("RTSTRUCT", "SR", ...)
     shape: tuple[int, ...] | None = None
     skipped_reason: str | None = None

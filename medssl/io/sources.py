@@ -141,7 +141,7 @@ def read_zip(path: Path, limits: ReadLimits) -> list[Member]:
                 with zf.open(info) as f:
                     data = f.read(info.file_size + 1)
             except NotImplementedError as err:
-                raise UnsupportedInputError(f"zip member uses an unsupported compression method",
+                raise UnsupportedInputError("zip member uses an unsupported compression method",
                                             source=f"{archive}:{name}") from err  # fmt: skip
             except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
                 raise CorruptFileError(f"zip member cannot be read ({err.__class__.__name__})",

@@ -136,3 +136,40 @@ def test_rows_resolve_when_the_manifest_lies_outside_the_tree(tree, tmp_path):
     update_manifest(tree, out)
     rows = read_manifest(out)
     assert rows and all(row_path(out, r).exists() for r in rows)
+
+
+def test_rows_record_salt_id_and_first_file_and_reindex_on_another_salt(tree, tmp_path, monkeypatch, caplog):
+    from medssl.data.manifest import row_path
+    from medssl.io.phi import salt_id
+
+    monkeypatch.setenv("MEDSSL_UID_SALT", "salt-one")
+    out = tmp_path / "m.jsonl"
+    update_manifest(tree, out)
+    series = [r for r in read_manifest(out) if r["series"]]
+    assert len(series) == 3 and {r["salt_id"] for r in series} == {salt_id()}
+    assert "salt-one" not in out.read_text()
+    for row in series:
+        first = sorted(p.name for p in row_path(out, row).iterdir())[0]
+        assert row["series_files"] == f"{row['path']}/{first}"
+        assert (row_path(out, {**row, "path": row["series_files"]})).is_file()
+    monkeypatch.setenv("MEDSSL_UID_SALT", "salt-two")
+    read_manifest(out)
+    assert "another MEDSSL_UID_SALT" in caplog.text
+    counting = CountingProbe()
+    update_manifest(tree, out, probe=counting)  # stale hashes: those inputs are probed again
+    assert sorted(p.name for p in counting.paths) == ["phantom_000", "phantom_001", "phantom_002"]
+    assert {r["salt_id"] for r in read_manifest(out) if r["series"]} == {salt_id()}
+
+
+def test_unexpected_probe_error_is_one_failed_row_without_its_message(tree, tmp_path):
+    def probe(path, **kwargs):
+        if path.name == "phantom_001.nii.gz":
+            raise ValueError("SENTINEL")
+        return io.probe(path, **kwargs)
+
+    out = tmp_path / "m.jsonl"
+    result = update_manifest(tree, out, probe=probe)
+    bad = [r for r in result.rows if r["path"] == "nifti/phantom_001.nii.gz"]
+    assert len(bad) == 1 and bad[0]["status"] == "failed" and bad[0]["code"] == "internal"
+    assert "ValueError" in bad[0]["reason"] and "SENTINEL" not in out.read_text()
+    assert result.counts == {"ok": 8, "failed": 4}

@@ -160,3 +160,24 @@ def test_probe_reads_headers_and_guesses_modality(tmp_path):
     assert found.series[0].spacing == pytest.approx((0.8, 0.9, 2.5)) and found.series[0].shape == (6, 5, 4)
     assert found.failed == [("broken.nii.gz", "corrupt", found.failed[0][2])]
     assert probe(tmp_path / "case1.nii.gz").series[0].format == "nifti"
+
+
+RGB = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
+@pytest.mark.parametrize("dtype, label", [(RGB, "RGB"), (np.complex64, "complex64")])
+def test_colour_and_complex_voxels_are_unsupported_in_read_and_probe(tmp_path, dtype, label):
+    path = _save(tmp_path / "x.nii.gz", np.zeros((6, 5, 4), dtype))
+    with pytest.raises(UnsupportedInputError, match=f"colour/complex/structured voxel type {label}"):
+        read_scan(path)
+    assert probe(path).failed == [("x.nii.gz", "unsupported", probe(path).failed[0][2])]
+    assert probe(tmp_path).failed[0][:2] == ("x.nii.gz", "unsupported")
+
+
+def test_sheared_affine_is_written_as_sform_only_and_reads_back(tmp_path):
+    sheared = _affine()
+    sheared[0, 1] = 0.2 * 0.9  # column j leans along x: no rotation + zooms holds it
+    data = np.zeros((40, 40, 4), np.int16)
+    out = write_scan(Scan(data, sheared, "CT", "x", "x"), tmp_path / "s.nii.gz")
+    assert nib.load(out).header.get_qform(coded=True)[1] == 0
+    np.testing.assert_allclose(read_scan(out).affine, sheared, atol=1e-5)

@@ -6,9 +6,10 @@ import json
 import logging
 import stat
 
+import pydicom
 import pytest
 
-from medssl.errors import GeometryError
+from medssl.errors import GeometryError, InputError
 from medssl.io import case_id_for, dicom_tags, probe, read_scan, uid_hash
 from medssl.io import phi as phi_module
 from tests.conftest import assert_no_phi
@@ -76,3 +77,67 @@ def test_tag_browser_masks_phi_unless_revealed(tmp_path):
                                             ("/d/ä?.dcm", "case")])  # fmt: skip
 def test_case_id_from_names_only(path, expected):
     assert case_id_for(path) == expected
+
+
+FREE_TEXT = {"StudyDescription": "CT HEAD SENTINEL", "SeriesDescription": "AX SENTINEL 5mm",
+             "ProtocolName": "SENTINEL protocol", "ImageComments": "SENTINEL said hello",
+             "RequestedProcedureDescription": "SENTINEL req", "PerformedProcedureStepDescription": "SENTINEL pps",
+             "AdditionalPatientHistory": "SENTINEL history"}  # fmt: skip
+
+
+def _free_text_series(folder):
+    make_series(folder, 3, series_uid=UID)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        for keyword, value in FREE_TEXT.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+
+
+def test_free_text_descriptions_are_phi(tmp_path, capsys):
+    from medssl.cli import main
+
+    _free_text_series(tmp_path)
+    rows = {r["keyword"]: r["value"] for r in dicom_tags(tmp_path)}
+    assert all(rows[k] == "<hidden>" for k in FREE_TEXT)
+    scan = read_scan(tmp_path)
+    text = json.dumps({"meta": scan.meta, "series": [s.__dict__ for s in scan.series]}, default=str)
+    assert "SENTINEL" not in text + str(probe(tmp_path)) and scan.series[0].description == ""
+    revealed = read_scan(tmp_path, reveal_phi=True)
+    assert revealed.series[0].description == FREE_TEXT["SeriesDescription"]
+    assert revealed.phi["SeriesDescription"] == FREE_TEXT["SeriesDescription"]
+    assert {r["keyword"]: r["value"] for r in dicom_tags(tmp_path, reveal_phi=True)}["ProtocolName"] == \
+        FREE_TEXT["ProtocolName"]  # fmt: skip
+    assert main(["inspect", str(tmp_path)]) == 0
+    assert "SENTINEL" not in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path), "--show-phi"]) == 0
+    assert FREE_TEXT["SeriesDescription"] in capsys.readouterr().out
+
+
+def test_unwritable_cache_gives_a_stable_salt_not_a_random_one(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("MEDSSL_UID_SALT", raising=False)
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a_file" / "cache"))  # cannot be created
+    hashes = []
+    for _ in range(2):  # as two runs would: nothing cached in between
+        phi_module._file_salt.cache_clear()
+        phi_module._fallback_salt.cache_clear()
+        hashes.append(uid_hash(UID))
+    phi_module._file_salt.cache_clear()
+    phi_module._fallback_salt.cache_clear()
+    assert hashes[0] == hashes[1] and phi_module.uid_salt() == phi_module.machine_salt()
+    assert "derived from this machine's id" in caplog.text
+
+
+def test_series_hash_lookup_names_the_hash_and_the_salt(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSSL_UID_SALT", "one")
+    make_series(tmp_path, 3, series_uid=UID)
+    wanted = uid_hash(UID)
+    assert read_scan(tmp_path, series_uid=wanted).shape[2] == 3
+    monkeypatch.setenv("MEDSSL_UID_SALT", "two")  # e.g. a manifest made on another machine
+    with pytest.raises(InputError, match=f"no series matches '{wanted}'.*another MEDSSL_UID_SALT") as info:
+        read_scan(tmp_path, series_uid=wanted)
+    assert info.value.code == "series_not_found"
+    with pytest.raises(InputError) as info:
+        read_scan(tmp_path, series_uid="1.2.3.999")
+    assert "1.2.3.999" not in str(info.value) and uid_hash("1.2.3.999") in str(info.value)

@@ -37,7 +37,8 @@ def metadata(loaded: Loaded) -> None:
         st.table(
             [
                 {"series": s.uid_hash, "modality": s.modality, "files": s.n_files, "kind": s.kind,
-                 "description": s.description, "note": s.skipped_reason or ""}
+                 "description": (s.description if reveal else MASK) if s.description else "",
+                 "note": s.skipped_reason or ""}
                 for s in scan.series
             ]
         )
