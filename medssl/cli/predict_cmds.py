@@ -33,19 +33,28 @@ def register(sub) -> None:
                    help="skip inputs already predicted with the same input and model hash")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation; writes CASE_uncertainty.nii.gz")
     p.add_argument("--save-probabilities", action="store_true", help="also write CASE_probabilities.nii.gz (X,Y,Z,K)")
-    p.add_argument("--part", type=int, default=1, metavar="K", help="run only shard K of --of N (1-based; default 1)")
-    p.add_argument("--of", type=int, default=1, metavar="N", help="number of shards (default 1)")
+    p.add_argument("--part", type=_positive_int, default=1, metavar="K", help="run only shard K of --of N (1-based; default 1)")
+    p.add_argument("--of", type=_positive_int, default=1, metavar="N", help="number of shards (default 1)")
     p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap in [0, 1) (default: the model's)")
     p.add_argument("--sw-batch-size", type=int, default=None, help="windows per forward pass (default: the model's)")
+    p.add_argument("--allow-resample", action="store_true",
+                   help="resample DICOM series with gantry tilt or uneven slice spacing onto a regular grid "
+                   "(default: such inputs fail with a geometry error)")
     p.add_argument("--no-dicom-seg", action="store_true", help="do not write DICOM SEG for DICOM inputs")
     p.add_argument("--no-preview", action="store_true", help="do not write CASE.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, usage_error=p.error)
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return int(text)
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.of < 1 or not 1 <= args.part <= args.of:
-        raise ConfigError(f"--part must be between 1 and --of ({args.of}), got {args.part}")
+    if args.part > args.of:
+        args.usage_error(f"--part must be between 1 and --of ({args.of}), got {args.part}")
     if args.workers < 0:
         raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
     if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
@@ -54,6 +63,8 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    if getattr(args, "debug", False):  # the messages of failed cases' internal errors
+        logging.getLogger("medssl.inference").setLevel(logging.DEBUG)
     from medssl.inference.batch import BatchOptions, run_batch
     from medssl.inference.inputs import collect_inputs
     from medssl.inference.predictor import Predictor
@@ -65,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no inputs found (expected NIfTI files, DICOM folders, zips or a manifest.jsonl)")
     opts = BatchOptions(output=args.output, resume=args.resume, save_probabilities=args.save_probabilities,
                         dicom_seg=not args.no_dicom_seg, preview=not args.no_preview, workers=args.workers,
-                        part=args.part, of=args.of, progress=not (args.no_progress or args.quiet))  # fmt: skip
+                        part=args.part, of=args.of, allow_resample=args.allow_resample,
+                        progress=not (args.no_progress or args.quiet))  # fmt: skip
     log.info("predict: %d input(s)%s on %s, model %s", len(cases),
              f" (part {args.part} of {args.of})" if args.of > 1 else "", predictor.device, predictor.model_hash[:12])  # fmt: skip
     summary = run_batch(predictor, cases, opts)

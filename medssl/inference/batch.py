@@ -19,7 +19,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from medssl.errors import EXIT_ALL_FAILED, EXIT_OK, EXIT_PARTIAL, InputError
+from medssl.errors import (
+    EXIT_ALL_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    InputError,
+    MedsslError,
+)
 from medssl.inference.case_outputs import write_case_outputs
 from medssl.inference.inputs import CaseInput, input_hash, io_api
 from medssl.inference.outputs import write_json
@@ -45,6 +51,7 @@ class BatchOptions:
     dicom_seg: bool = True
     preview: bool = True
     workers: int = 2  # reading + preprocessing threads; 0 = all in the main thread
+    allow_resample: bool = False  # read_scan resamples tilted / unevenly spaced DICOM series
     part: int = 1  # 1-based shard index
     of: int = 1
     progress: bool = True
@@ -78,6 +85,7 @@ def settings_hash(predictor: Predictor, opts: BatchOptions) -> str:
         "save_probabilities": opts.save_probabilities,
         "dicom_seg": opts.dicom_seg,
         "preview": opts.preview,
+        "allow_resample": opts.allow_resample,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -114,7 +122,7 @@ def run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions) 
         bar.set_postfix_str(f"{counts['ok']} ok, {counts['failed']} failed")
         bar.update(1)
     bar.close()
-    write_results(out, [c.source for c in cases], result_columns(predictor.labels, predictor.task))
+    write_results(out, [c.key for c in cases], result_columns(predictor.labels, predictor.task))
     summary = BatchSummary(counts, _exit_code(counts), round(time.perf_counter() - start, 3))
     run_file = out / ("run.json" if opts.of == 1 else f"run_part{opts.part}of{opts.of}.json")
     if counts["kept"] < len(mine) or not run_file.is_file():
@@ -149,16 +157,16 @@ def _load(predictor: Predictor, case: CaseInput, opts: BatchOptions, settings: s
     start = time.perf_counter()
     loaded = _Loaded(case)
     if case.kind in ("skipped", "failed"):
-        loaded.kept = load_record(opts.output, case.source) if opts.resume else None
+        loaded.kept = load_record(opts.output, case.key) if opts.resume else None
         return loaded
     try:
         loaded.input_hash = input_hash(case)
-        record = load_record(opts.output, case.source) if opts.resume else None
+        record = load_record(opts.output, case.key) if opts.resume else None
         if is_done(record, opts.output, loaded.input_hash, predictor.model_hash, settings):
             loaded.kept = record
             return loaded
         io = io_api()
-        scan = io.read_scan(case.path, series_uid=case.series)
+        scan = io.read_scan(case.path, series_uid=case.series, allow_resample=opts.allow_resample)
         scan.case_id = case.case_id
         scan.source = case.source
         if case.kind == "dicom" and opts.dicom_seg and predictor.task == "segmentation":
@@ -175,7 +183,7 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
     """Predict and write one case's outputs; any error becomes its failed row."""
     case = loaded.case
     row: dict[str, Any] = {"case_id": case.case_id, "source": case.source, "code": "", "reason": ""}
-    record = CaseRecord(case.source, case.case_id, loaded.input_hash, predictor.model_hash, row)
+    record = CaseRecord(case.source, case.case_id, loaded.input_hash, predictor.model_hash, row, key=case.key)
     if case.kind in ("skipped", "failed"):
         row.update(status=case.kind, code=case.code, reason=case.reason, seconds=0)
         return record
@@ -190,14 +198,19 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
         except Exception as err:  # noqa: BLE001 - recorded as this input's failure
             error = err
     if error is not None:
-        row.update(status="failed", code=getattr(error, "code", "internal"), reason=_reason(error))
+        row.update(status="failed", code=getattr(error, "code", "internal"), reason=_reason(error, case.source))
         record.retry = not isinstance(error, InputError)
     row["seconds"] = round(loaded.seconds + time.perf_counter() - start, 3)
     return record
 
 
-def _reason(err: Exception) -> str:
-    reason = getattr(err, "reason", None) or f"{err.__class__.__name__}: {err}"
+def _reason(err: Exception, source: str) -> str:
+    """A medssl error's PHI-free reason; for any other error only its class name (its message
+    may quote header values), the message itself at DEBUG."""
+    reason = getattr(err, "reason", None) if isinstance(err, MedsslError) else None
+    if not reason:
+        log.debug("%s: internal error", source, exc_info=err)
+        reason = f"{err.__class__.__name__}: internal error; rerun with --debug for details"
     return " ".join(str(reason).split())[:300]
 
 
@@ -228,6 +241,7 @@ def _run_record(predictor: Predictor, opts: BatchOptions, summary: BatchSummary,
             "of": opts.of,
             "dicom_seg": opts.dicom_seg,
             "preview": opts.preview,
+            "allow_resample": opts.allow_resample,
         },
         "inputs": n,
         "counts": summary.counts,

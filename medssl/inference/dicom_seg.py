@@ -7,10 +7,13 @@ which is mapped to the label map's voxel index with the scan's RAS+ affine. This
 whatever order the slices came in and however the scan array is stored.
 
 Patient data: highdicom copies the Patient and Study modules from the first source image.
-The SEG keeps only what links it to its source (Study/Series/SOP/Frame of Reference UIDs)
-and replaces every identifying attribute (PS3.15-style list in ``medssl.io.phi``): patient
-name and ID become the PHI-free case id (name as ``CASE^``), the rest are emptied, and
-PatientIdentityRemoved is YES."""
+It is handed a header-only stand-in for each source, de-identified along the PS3.15 Annex E
+basic profile: every free-text, person-name, date and time value (StudyDescription,
+SeriesDescription, ProtocolName, comments, ...) is emptied, sequences (procedure codes,
+referenced studies, physician identification, ...) and private tags are dropped. UIDs are
+kept on purpose: the SEG carries the source's StudyInstanceUID (and references its
+Series/SOP/Frame of Reference UIDs) so that it links to its source series. Patient name and
+ID become the PHI-free case id (name as ``CASE^``) and PatientIdentityRemoved is YES."""
 
 from __future__ import annotations
 
@@ -105,10 +108,23 @@ def build_dicom_seg(
 # Patient / study attributes highdicom copies (type 2: must be present, may be empty).
 _REQUIRED_EMPTY = ("PatientBirthDate", "PatientSex", "AccessionNumber", "ReferringPhysicianName", "StudyID",
                    "StudyDate", "StudyTime")  # fmt: skip
+# Value representations of free text, names, ages, dates and times (Annex E: emptied).
+_TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UT", "UC", "PN", "AS", "DA", "DT", "TM"})
+# Sequences a (multi-frame) source needs for its geometry; any other sequence is dropped.
+_GEOMETRY_SQ = frozenset({"SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+                          "DimensionOrganizationSequence", "DimensionIndexSequence"})  # fmt: skip
+# Set by medssl on the SEG itself (never copied from a source): kept by the final pass.
+_SEG_OWN = frozenset({"SeriesDescription", "Manufacturer", "ManufacturerModelName", "SoftwareVersions",
+                      "DeviceSerialNumber"})  # fmt: skip
+# Annex E free-text attributes emptied again on the SEG itself.
+_FREE_TEXT = ("StudyDescription", "ProtocolName", "PerformedProcedureStepDescription",
+              "RequestedProcedureDescription", "ReasonForStudy", "StudyComments", "DerivationDescription",
+              "MedicalAlerts", "Allergies", "ClinicalTrialSponsorName", "ClinicalTrialProtocolName",
+              "ClinicalTrialSiteName", "ClinicalTrialTimePointDescription")  # fmt: skip
 
 
 def _deidentified_header(ds: Dataset, case_id: str, phi_keywords: frozenset[str]) -> Dataset:
-    """A header-only stand-in for a source image, identifying attributes replaced, so patient
+    """A header-only stand-in for a source image, de-identified (module docstring), so patient
     data never enters the SEG. Elements are shared with ``ds`` but never modified."""
     from pydicom.datadict import dictionary_VR, tag_for_keyword
     from pydicom.dataelem import DataElement
@@ -116,9 +132,9 @@ def _deidentified_header(ds: Dataset, case_id: str, phi_keywords: frozenset[str]
     out = Dataset()
     out.file_meta = getattr(ds, "file_meta", Dataset())
     for elem in ds:
-        if elem.tag.is_private or elem.keyword == "PixelData" or (elem.keyword in phi_keywords and elem.VR == "SQ"):
+        if elem.tag.is_private or elem.keyword == "PixelData" or (elem.VR == "SQ" and elem.keyword not in _GEOMETRY_SQ):
             continue
-        out.add(elem)
+        out[elem.tag] = DataElement(elem.tag, elem.VR, "") if elem.VR in _TEXT_VRS else elem
     for keyword in (*_REQUIRED_EMPTY, *(k for k in phi_keywords if k in ds), "PatientName", "PatientID"):
         tag = tag_for_keyword(keyword)
         vr = dictionary_VR(tag)
@@ -136,14 +152,24 @@ def _deidentify(seg: Dataset, case_id: str, phi_keywords: frozenset[str]) -> Non
 
     for elem in list(seg):
         keyword = elem.keyword
+        if keyword in _SEG_OWN:
+            continue
         if elem.tag.is_private or (keyword in phi_keywords and elem.VR == "SQ"):
             del seg[elem.tag]
         elif keyword in ("PatientName", "PatientID"):
             seg[elem.tag] = DataElement(elem.tag, elem.VR, f"{case_id}^" if keyword == "PatientName" else case_id)
-        elif keyword in phi_keywords or keyword in ("StudyDate", "StudyTime", "PatientSex"):
+        elif keyword in phi_keywords or keyword in _FREE_TEXT or keyword in ("StudyDate", "StudyTime", "PatientSex"):
             seg[elem.tag] = DataElement(elem.tag, elem.VR, "O" if keyword == "PatientSex" else "")
     seg.PatientIdentityRemoved = "YES"
-    seg.DeidentificationMethod = "medssl: patient and study identifiers replaced by the case id"
+    seg.DeidentificationMethod = "medssl: PS3.15 basic profile, UIDs retained, patient name and ID = case id"
+    seg.DeidentificationMethodCodeSequence = [_dcm_code("113100", "Basic Application Confidentiality Profile"),
+                                              _dcm_code("113110", "Retain UIDs Option")]  # fmt: skip
+
+
+def _dcm_code(value: str, meaning: str) -> Dataset:
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, "DCM", meaning
+    return code
 
 
 def write_dicom_seg(path: str | Path, label: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset],

@@ -2,9 +2,11 @@
 
 A NIfTI file is one case; a folder of DICOM files (with its subfolders) or a zip is one case
 per image series; a ``manifest.jsonl`` from ``medssl data index`` lists its own rows; a folder
-is searched for all of these. Sources are relative labels (never absolute paths or patient
-data), case ids are PHI-free and unique within a run (nnU-Net style: ``CASE_0000.nii.gz``
-gives ``CASE``)."""
+is searched for all of these. Sources are paths relative to the common parent of the inputs'
+folders (never absolute paths or patient data); case ids are PHI-free and unique within a run
+(nnU-Net style: ``CASE_0000.nii.gz`` gives ``CASE``). Each case's ``key`` (records, collision
+suffixes) is a hash of its resolved absolute path and series, so it is stable across runs and
+never shows the path."""
 
 from __future__ import annotations
 
@@ -18,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from medssl.data.manifest import LABEL_SUFFIXES, row_path
+from medssl.io.sources import _is_ignored
 
 log = logging.getLogger("medssl.inference")
 
 NIFTI = (".nii", ".nii.gz")
-NOT_DICOM = frozenset([".json", ".jsonl", ".txt", ".md", ".csv", ".tsv", ".yaml", ".yml", ".xml", ".html", ".py", ".sh", ".png", ".jpg", ".jpeg", ".pdf", ".log", ".npy", ".npz", ".pt", ".pth", ".gz", ".bz2", ".xz", ".tar"])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class CaseInput:
     series: str | None = None  # series uid hash when the input holds several image series
     reason: str = ""  # why a "skipped" / "failed" input is not run
     code: str = ""
+    key: str = ""  # hash of the resolved path (+ series): record name, collision suffix
 
 
 def io_api() -> Any:
@@ -48,46 +51,76 @@ def _is_nifti(path: Path) -> bool:
 
 
 def _maybe_dicom(path: Path) -> bool:
-    name = path.name.lower()
-    return not name.startswith(".") and not _is_nifti(path) and Path(name).suffix not in NOT_DICOM and not name.endswith(".zip")
+    """Not NIfTI, zip or a sidecar medssl.io leaves out of a folder (notes, Thumbs.db, ...)."""
+    return not _is_nifti(path) and not path.name.lower().endswith(".zip") and not _is_ignored(path.name)
 
 
 def base_case_id(path: Path) -> str:
     return io_api().case_id_for(path)
 
 
-def _label(path: Path, root: Path) -> str:
-    return path.relative_to(root.parent).as_posix() if path != root else path.name
+def _label(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` (the inputs' common parent), never absolute."""
+    try:
+        rel = path.relative_to(base).as_posix()
+    except ValueError:  # not under base (e.g. another drive)
+        return path.name
+    return rel if rel != "." else path.name
+
+
+def _common_parent(roots: list[Path]) -> Path:
+    try:
+        return Path(os.path.commonpath([r.parent for r in roots]))
+    except ValueError:  # no inputs, or paths on different drives
+        return roots[0].parent if roots else Path()
+
+
+def _key(path: Path, detail: str | None = None) -> str:
+    return hashlib.sha256(f"{path.resolve()}\0{detail or ''}".encode()).hexdigest()[:24]
 
 
 def collect_inputs(paths: list[str | Path]) -> list[CaseInput]:
-    """Every case of every path, in a stable order, with unique case ids."""
+    """Every case of every path, in a stable order, with unique case ids; an input named twice
+    (same resolved path and series) is run once."""
+    roots = [Path(os.path.normpath(Path(raw).absolute())) for raw in paths]
+    base = _common_parent(roots)
     cases: list[CaseInput] = []
-    for raw in paths:
-        root = Path(raw).absolute()
+    for root in roots:
         if not root.exists():
-            cases.append(CaseInput(root, root.name, base_case_id(root), "failed", reason="input not found", code="not_found"))
+            cases.append(CaseInput(root, _label(root, base), base_case_id(root), "failed", reason="input not found", code="not_found"))
         elif root.is_file() and root.name.endswith(".jsonl"):
             cases.extend(_from_manifest(root))
         elif root.is_file():
-            cases.extend(_from_file(root, root))
+            cases.extend(_from_file(root, base))
         else:
-            cases.extend(_from_folder(root))
-    return _unique_ids(cases)
+            cases.extend(_from_folder(root, base))
+    return _unique_ids(_dedupe([c if c.key else replace(c, key=_key(c.path, c.series)) for c in cases]))
 
 
-def _from_file(path: Path, root: Path) -> list[CaseInput]:
+def _dedupe(cases: list[CaseInput]) -> list[CaseInput]:
+    seen: set[str] = set()
+    out = []
+    for c in cases:
+        if c.key in seen:
+            log.info("%s: given more than once, run once", c.source)
+            continue
+        seen.add(c.key)
+        out.append(c)
+    return out
+
+
+def _from_file(path: Path, base: Path) -> list[CaseInput]:
     if _is_nifti(path):
-        return [CaseInput(path, _label(path, root), base_case_id(path), "nifti")]
-    return _dicom_cases(path, _label(path, root))
+        return [CaseInput(path, _label(path, base), base_case_id(path), "nifti")]
+    return _dicom_cases(path, _label(path, base))
 
 
 def _is_label_name(path: Path) -> bool:
-    stem = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    stem = path.name.removesuffix(".gz")
     return stem.rsplit(".", 1)[0].endswith(LABEL_SUFFIXES)
 
 
-def _from_folder(root: Path) -> list[CaseInput]:
+def _from_folder(root: Path, base: Path) -> list[CaseInput]:
     cases: list[CaseInput] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -95,14 +128,31 @@ def _from_folder(root: Path) -> list[CaseInput]:
         files = [here / f for f in sorted(filenames)]
         for f in files:
             if _is_nifti(f) and _is_label_name(f):  # label maps beside their images (MSD, phantoms)
-                cases.append(CaseInput(f, _label(f, root), base_case_id(f), "skipped",
+                cases.append(CaseInput(f, _label(f, base), base_case_id(f), "skipped",
                                        reason="named as a label map, not a scan", code="not_an_image"))  # fmt: skip
             elif _is_nifti(f) or f.name.lower().endswith(".zip"):
-                cases.extend(_from_file(f, root))
-        if any(_maybe_dicom(f) for f in files):
-            cases.extend(_dicom_cases(here, _label(here, root)))
+                cases.extend(_from_file(f, base))
+        if _holds_dicom(files):
+            cases.extend(_dicom_cases(here, _label(here, base)))
             dirnames[:] = []  # a DICOM folder is read with its subfolders
     return cases
+
+
+def _holds_dicom(files: list[Path]) -> bool:
+    """A folder is a DICOM case when it has a file that may be DICOM; beside NIfTI files or
+    zips, only a Part 10 file ("DICM" at byte 128) counts, so stray notes add no case."""
+    candidates = [f for f in files if _maybe_dicom(f)]
+    if not candidates or not any(_is_nifti(f) or f.name.lower().endswith(".zip") for f in files):
+        return bool(candidates)
+    return any(_has_dicm_magic(f) for f in candidates)
+
+
+def _has_dicm_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _dicom_cases(path: Path, source: str) -> list[CaseInput]:
@@ -136,7 +186,8 @@ def _from_manifest(manifest: Path) -> list[CaseInput]:
             rel = str(row["path"])
         except (json.JSONDecodeError, KeyError, TypeError):
             cases.append(CaseInput(manifest, f"{manifest.name}:{n}", f"{manifest.stem}_{n}", "failed",
-                                   reason="manifest line is not a JSON row with a path", code="bad_manifest"))  # fmt: skip
+                                   reason="manifest line is not a JSON row with a path", code="bad_manifest",
+                                   key=_key(manifest, f"line {n}")))  # fmt: skip
             continue
         path = row_path(manifest, row)
         series = row.get("series") or None
@@ -153,12 +204,13 @@ def _from_manifest(manifest: Path) -> list[CaseInput]:
 
 
 def _unique_ids(cases: list[CaseInput]) -> list[CaseInput]:
-    """Colliding case ids (e.g. a NIfTI and its DICOM twin) get a short hash of their source."""
+    """Colliding case ids (e.g. a NIfTI and its DICOM twin, ``p1/ct.nii.gz`` and ``p2/ct.nii.gz``)
+    get a short hash of their resolved path."""
     counts = Counter(c.case_id for c in cases)
     out = []
     for c in cases:
         if counts[c.case_id] > 1:
-            c = replace(c, case_id=f"{c.case_id}_{hashlib.sha1(c.source.encode()).hexdigest()[:6]}")
+            c = replace(c, case_id=f"{c.case_id}_{c.key[:6]}")
         out.append(c)
     return out
 

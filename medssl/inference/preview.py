@@ -17,7 +17,8 @@ def _canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nd
 
     ornt = nib.orientations.io_orientation(affine)
     out = nib.orientations.apply_orientation(array, ornt)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)[ornt[:, 0].astype(int)]
+    ras_affine = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape[:3])  # of the reordered array
+    spacing = np.linalg.norm(ras_affine[:3, :3], axis=0)
     return out, spacing
 
 

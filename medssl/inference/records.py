@@ -1,6 +1,7 @@
 """Per-case records and the run-level ``results.csv``.
 
-Each finished case leaves ``OUT/.medssl/cases/<key>.json``: its input hash, the model hash,
+Each finished case leaves ``OUT/.medssl/cases/<key>.json`` (``key``: a hash of the input's
+resolved path and series, ``CaseInput.key``): its input hash, the model hash,
 a hash of the settings that change outputs, the files it wrote and its results row.
 ``--continue`` trusts a record only when all three match and every listed file still exists; ``results.csv`` is rebuilt from the records of
 all inputs of the run (every part of a sharded run), in input order, and rewritten only
@@ -8,7 +9,6 @@ when its bytes change."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +30,18 @@ class CaseRecord:
     outputs: list[str] = field(default_factory=list)
     retry: bool = False  # a failure that may pass next time (not a bad input): --continue retries it
     settings_hash: str = ""  # prediction settings that change outputs (overlap, TTA, which files)
+    key: str = ""  # CaseInput.key: names the record file
 
     def to_json(self) -> bytes:
         return json_bytes(self.__dict__)
 
 
-def record_path(out: Path, source: str) -> Path:
-    return out / RECORD_DIR / f"{hashlib.sha256(source.encode()).hexdigest()[:24]}.json"
+def record_path(out: Path, key: str) -> Path:
+    return out / RECORD_DIR / f"{key}.json"
 
 
-def load_record(out: Path, source: str) -> CaseRecord | None:
-    path = record_path(out, source)
+def load_record(out: Path, key: str) -> CaseRecord | None:
+    path = record_path(out, key)
     try:
         return CaseRecord(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -48,7 +49,7 @@ def load_record(out: Path, source: str) -> CaseRecord | None:
 
 
 def save_record(out: Path, record: CaseRecord) -> None:
-    write_if_changed(record_path(out, record.source), record.to_json())
+    write_if_changed(record_path(out, record.key), record.to_json())
 
 
 def is_done(record: CaseRecord | None, out: Path, input_hash: str, model_hash: str, settings_hash: str) -> bool:
@@ -68,7 +69,7 @@ def result_columns(labels: dict[str, str], task: str) -> list[str]:
     return BASE_COLUMNS + [f"volume_ml_{n}" for k, n in sorted(labels.items(), key=lambda kv: int(kv[0])) if int(k) > 0]
 
 
-def write_results(out: Path, sources: list[str], columns: list[str]) -> bool:
-    """Rebuild ``results.csv`` from the records of ``sources``; True if the file changed."""
-    rows = [r.row for r in (load_record(out, s) for s in sources) if r is not None]
+def write_results(out: Path, keys: list[str], columns: list[str]) -> bool:
+    """Rebuild ``results.csv`` from the records of ``keys``; True if the file changed."""
+    rows = [r.row for r in (load_record(out, k) for k in keys) if r is not None]
     return write_if_changed(out / "results.csv", csv_bytes(rows, columns))

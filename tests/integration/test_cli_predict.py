@@ -9,11 +9,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 import medssl.io
 from medssl.cli import main
-from medssl.errors import EXIT_ALL_FAILED, EXIT_OK, EXIT_PARTIAL
+from medssl.errors import EXIT_ALL_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from medssl.inference.predictor import Predictor
 from tests.unit.test_inference_fixtures import threshold_artifact
 
@@ -148,4 +149,65 @@ def test_parts_share_one_output_folder(cohort, bone_model, tmp_path):
     rows = _rows(out)
     assert [r["case_id"] for r in rows] == [f"phantom_{i:03d}" for i in range(N_SUBJECTS)]
     assert {p.name for p in out.glob("run_part*.json")} == {"run_part1of3.json", "run_part2of3.json", "run_part3of3.json"}
-    assert main(base + ["--part", "4", "--of", "3"]) == 4  # config error
+    for bad in (["--part", "4", "--of", "3"], ["--part", "0"], ["--of", "0"], ["--part", "x"]):
+        with pytest.raises(SystemExit) as exc:  # usage errors, caught by argparse
+            main(base + bad)
+        assert exc.value.code == EXIT_USAGE
+
+
+def test_inputs_with_the_same_name_keep_their_own_outputs(cohort, bone_model, tmp_path):
+    for n, folder in enumerate(("p1", "p2")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(cohort / "studies" / "nifti" / f"phantom_00{n}.nii.gz", tmp_path / folder / "ct.nii.gz")
+    shutil.copytree(cohort / "studies" / "dicom" / "phantom_000", tmp_path / "studyA" / "CT")
+    shutil.copytree(cohort / "studies" / "dicom" / "phantom_001", tmp_path / "studyB" / "CT")
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / p) for p in ("p1/ct.nii.gz", "p2/ct.nii.gz", "studyA/CT", "studyB/CT")]
+    argv = ["-q", "predict", "--model", str(bone_model), "--input", *inputs, "--output", str(out), "--no-preview"]
+    assert main(argv) == EXIT_OK
+    rows = _rows(out)
+    assert [r["source"] for r in rows] == ["p1/ct.nii.gz", "p2/ct.nii.gz", "studyA/CT", "studyB/CT"]
+    assert len({r["case_id"] for r in rows}) == 4
+    assert rows[0]["volume_ml_bone"] != rows[1]["volume_ml_bone"]  # two subjects, two results
+    assert all((out / f"{r['case_id']}.nii.gz").is_file() for r in rows)
+    assert len(list(out.glob("*_seg.dcm"))) == 2
+    assert str(tmp_path) not in (out / "results.csv").read_text()
+    before = _snapshot(out)
+    assert main(argv + ["--continue"]) == EXIT_OK
+    assert _snapshot(out) == before
+
+
+def test_internal_errors_keep_their_message_out_of_the_results(cohort, bone_model, tmp_path, monkeypatch, caplog):
+    def leaky(*a, **k):
+        raise ValueError("bad tag value 'SENTINEL^PHI^DONOTLEAK'")
+
+    monkeypatch.setattr(Predictor, "predict", leaky)
+    out = tmp_path / "out"
+    src = cohort / "studies" / "nifti" / "phantom_002.nii.gz"
+    assert main(["predict", "--model", str(bone_model), "--input", str(src), "--output", str(out)]) == EXIT_ALL_FAILED
+    (row,) = _rows(out)
+    assert (row["code"], row["reason"]) == ("internal", "ValueError: internal error; rerun with --debug for details")
+    for f in out.rglob("*"):
+        assert not f.is_file() or b"SENTINEL" not in f.read_bytes(), f.name
+    assert "SENTINEL" not in caplog.text
+    caplog.clear()
+    assert main(["--debug", "predict", "--model", str(bone_model), "--input", str(src), "--output", str(out)]) == EXIT_ALL_FAILED
+    assert "SENTINEL" in caplog.text  # --debug logs the message, still not in results.csv
+    assert "SENTINEL" not in (out / "results.csv").read_text()
+
+
+def test_allow_resample_reads_unevenly_spaced_series(cohort, bone_model, tmp_path):
+    series = tmp_path / "gap"
+    shutil.copytree(cohort / "studies" / "dicom" / "phantom_003", series)
+    for f in sorted(series.glob("IM*.dcm"))[6:]:  # slices 6 on moved 1.5 mm further: spacing varies
+        ds = pydicom.dcmread(f)
+        ipp = [float(v) for v in ds.ImagePositionPatient]
+        normal = np.cross(*np.reshape([float(v) for v in ds.ImageOrientationPatient], (2, 3)))
+        ds.ImagePositionPatient = [round(v, 4) for v in np.add(ipp, 1.5 * normal)]
+        ds.save_as(f)
+    out = tmp_path / "out"
+    argv = ["-q", "predict", "--model", str(bone_model), "--input", str(series), "--output", str(out)]
+    assert main(argv) == EXIT_ALL_FAILED
+    assert _rows(out)[0]["code"] == "geometry" and "--allow-resample" in _rows(out)[0]["reason"]
+    assert main(argv + ["--continue", "--allow-resample"]) == EXIT_OK  # another setting: redone
+    assert _rows(out)[0]["status"] == "ok" and (out / "gap_seg.dcm").is_file()

@@ -92,3 +92,28 @@ def test_seg_references_series_frames_and_hides_patient(dicom_phantom, tmp_path)
     for segment in (1, 2):
         expected = _world_points(label == segment, scan.affine)
         assert np.abs(_seg_world_points(seg, segment) - expected).max() < 0.01
+
+
+def test_seg_drops_study_and_series_free_text_but_keeps_uids(dicom_phantom, tmp_path):
+    folder, _ = dicom_phantom
+    scan = read_scan(folder)
+    datasets = read_dicom_datasets(folder)
+    planted = {"StudyDescription": "SENTINEL-STUDYDESC", "SeriesDescription": "SENTINEL-SERIESDESC",
+               "ProtocolName": "SENTINEL-PROTOCOL", "PatientComments": "SENTINEL-COMMENTS",
+               "RequestedProcedureDescription": "SENTINEL-REQUEST", "StudyComments": "SENTINEL-STUDYCOMMENTS",
+               "PhysiciansOfRecord": "SENTINEL^DOCTOR"}  # fmt: skip
+    for ds in datasets:
+        for keyword, value in planted.items():
+            setattr(ds, keyword, value)
+        ds.ProcedureCodeSequence = [pydicom.Dataset()]
+        ds.ProcedureCodeSequence[0].CodeMeaning = "SENTINEL-PROCEDURE"
+    label = np.zeros(SHAPE, np.uint8)
+    label[5:10, 5:10, 2:4] = 1
+    write_dicom_seg(tmp_path / "s.dcm", label, scan.affine, datasets, LABELS, "case_9", uid_seed="v")
+    raw = (tmp_path / "s.dcm").read_bytes()
+    assert b"SENTINEL" not in raw
+    ds = pydicom.dcmread(tmp_path / "s.dcm")
+    assert ds.StudyInstanceUID == datasets[0].StudyInstanceUID  # links the SEG to its source study
+    assert ds.StudyDescription == "" and ds.SeriesDescription == "medssl segmentation case_9"
+    assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113110"]
+    assert datasets[0].StudyDescription == "SENTINEL-STUDYDESC"  # the sources are left alone

@@ -85,3 +85,33 @@ def test_label_maps_in_a_folder_are_skipped_not_predicted(tmp_path):
     assert kinds[f"{tmp_path.name}/case_a.nii.gz"] == ("nifti", "")
     assert kinds[f"{tmp_path.name}/case_a_label.nii.gz"] == ("skipped", "not_an_image")
     assert kinds[f"{tmp_path.name}/case_b_seg.nii"] == ("skipped", "not_an_image")
+
+
+def test_same_named_inputs_get_own_sources_ids_and_record_keys(tmp_path):
+    for folder in ("p1", "p2"):
+        write_nifti(tmp_path / folder / "ct.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    for study, seed in (("studyA", 1), ("studyB", 2)):
+        _series(tmp_path / study / "CT", seed)
+    paths = [tmp_path / "p1" / "ct.nii.gz", tmp_path / "p2" / "ct.nii.gz", tmp_path / "studyA" / "CT", tmp_path / "studyB" / "CT"]
+    cases = collect_inputs(paths)
+    assert [c.source for c in cases] == ["p1/ct.nii.gz", "p2/ct.nii.gz", "studyA/CT", "studyB/CT"]
+    assert len({c.case_id for c in cases}) == 4 and len({c.key for c in cases}) == 4
+    assert cases[0].case_id.startswith("ct_") and cases[2].case_id.startswith("CT_")
+    assert all(str(tmp_path) not in c.key and len(c.key) == 24 for c in cases)
+    again = collect_inputs(paths)
+    assert [(c.case_id, c.key) for c in again] == [(c.case_id, c.key) for c in cases]  # --continue finds them
+    assert len(collect_inputs([paths[0], paths[0]])) == 1  # one input named twice runs once
+
+
+def test_sidecars_beside_nifti_add_no_dicom_case(tmp_path):
+    folder = tmp_path / "in"
+    write_nifti(folder / "a.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    for name in ("Thumbs.db", "scan.gif", "desktop.ini", "meta.toml", "site.cfg", "index.htm", "notes", "README"):
+        (folder / name).write_text("not a scan")
+    assert [(c.source, c.kind) for c in collect_inputs([folder])] == [("in/a.nii.gz", "nifti")]
+
+    _series(tmp_path / "series", 4)  # a real DICOM file beside them still makes a DICOM case
+    shutil.copy(min((tmp_path / "series").iterdir()), folder / "IM0000")
+    assert [(c.source, c.kind) for c in collect_inputs([folder])] == [("in/a.nii.gz", "nifti"), ("in", "dicom")]
+    (tmp_path / "series" / "Thumbs.db").write_bytes(b"x")
+    assert [c.kind for c in collect_inputs([tmp_path / "series"])] == ["dicom"]
