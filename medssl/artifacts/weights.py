@@ -13,7 +13,9 @@ Keys are mapped explicitly: ``module.`` stripped, ``mlp.fc1/fc2`` -> ``mlp.linea
 known SSL heads ignored, then one prefix alignment (strip a source prefix such as
 ``swinViT.`` / ``encoder.``, add the target's) chosen by the number of keys it matches.
 Below ``min_fraction`` of the encoder's tensors loaded, :class:`CheckpointError` is raised
-with the counts. A first layer whose input channels differ is adapted with a notice."""
+with the counts. A first layer whose input channels differ is adapted with a notice.
+``check_preprocess`` compares the preprocessing a medssl file was pretrained with against
+the fine-tune's and warns when they differ (the encoder would see other intensities)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from medssl.data.preprocess import PreprocessConfig, intensity_mode
 from medssl.errors import CheckpointError
 
 log = logging.getLogger("medssl.weights")
@@ -247,3 +250,53 @@ def exported_encoder_spec(path: str | Path) -> dict[str, Any] | None:
         return None
     spec = obj.get("encoder") if isinstance(obj, dict) and obj.get("format") == "medssl.encoder" else None
     return dict(spec) if isinstance(spec, dict) and "name" in spec else None
+
+
+def stored_preprocess(path: str | Path) -> dict[str, Any] | None:
+    """The preprocessing recorded in a medssl file: ``config.data.preprocess`` (exported
+    encoder, pretrain checkpoint), ``config.data.preprocessing`` or ``preprocessing``."""
+    path = Path(path)
+    if path.is_dir():
+        path = _weights_in_folder(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - read_weights reports unreadable files
+        return None
+    if not isinstance(obj, dict):
+        return None
+    data = obj.get("config", {}).get("data", {}) if isinstance(obj.get("config"), dict) else {}
+    found = data.get("preprocess", data.get("preprocessing", obj.get("preprocessing")))
+    return dict(found) if isinstance(found, dict) else None
+
+
+def _flat(cfg: PreprocessConfig, modality: str) -> dict[str, Any]:
+    """The settings that shape what the encoder sees, with intensity resolved for ``modality``."""
+    mode = intensity_mode(cfg, modality)
+    out: dict[str, Any] = {"orientation": cfg.orientation, "spacing": list(cfg.spacing) if cfg.spacing else None,
+                           "intensity": mode, "crop_foreground": cfg.crop_foreground}
+    sections = {"ct_window": ("ct_window", cfg.ct_window), "mr_percentile": ("mr_percentiles", cfg.mr_percentiles)}
+    if mode in sections:
+        name, section = sections[mode]
+        out.update({f"{name}.{k}": v for k, v in section.model_dump(mode="json").items()})
+    return out
+
+
+def check_preprocess(path: str | Path, preprocessing: PreprocessConfig, modality: str) -> dict[str, Any]:
+    """``{"checked", "match", "differences": {key: {"pretrain", "finetune"}}}``; logs a WARNING
+    naming the differing keys. Unchecked when the file records no preprocessing."""
+    stored = stored_preprocess(path)
+    if stored is None:
+        return {"checked": False, "reason": "the weights file records no preprocessing"}
+    try:
+        before = _flat(PreprocessConfig.model_validate(stored), modality)
+    except ValueError:
+        return {"checked": False, "reason": "the recorded preprocessing is not readable by this medssl"}
+    after = _flat(preprocessing, modality)
+    diff = {k: {"pretrain": before.get(k), "finetune": after.get(k)}
+            for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
+    if diff:
+        shown = "; ".join(f"{k} {v['pretrain']} vs {v['finetune']}" for k, v in diff.items())
+        log.warning("%s was pretrained with other preprocessing than this fine-tuning (pretrain vs fine-tune: %s): "
+                    "features may not transfer; set data.preprocessing to match the pretraining's data.preprocess",
+                    Path(path).name, shown)
+    return {"checked": True, "match": not diff, "differences": diff}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from medssl.config import StrictModel
 from medssl.data.preprocess import PreprocessConfig
-from medssl.errors import ConfigError
+from medssl.errors import ConfigError, InputError
 
 log = logging.getLogger("medssl.data")
 
@@ -40,6 +41,7 @@ class PretrainDataConfig(StrictModel):
     prefetch: int = Field(4, ge=1)  # batches each worker keeps ready
     foreground_prob: float = Field(0.9, ge=0, le=1)  # share of crops centred on a foreground voxel
     foreground_threshold: float = 0.05  # normalised intensity above which a voxel is foreground
+    open_volumes: int = Field(128, ge=1)  # memory-mapped volumes each process keeps open (one file descriptor each)
 
 
 def _is_label(path: Path) -> bool:
@@ -84,7 +86,10 @@ def open_cache(cache_dir: Path) -> Any:
 
 
 class CropSampler:
-    """Batch ``index`` -> {"image": (B, 1, R, R, R) float32, "seed": int}, R = region size."""
+    """Batch ``index`` -> {"image": (B, 1, R, R, R) float32, "seed": int}, R = region size.
+
+    At most ``cfg.open_volumes`` volumes stay memory-mapped (each map holds a file
+    descriptor); the least recently used is closed and reopened from the cache when needed."""
 
     def __init__(
         self,
@@ -100,25 +105,61 @@ class CropSampler:
         self.cfg, self.cache_dir, self.region = cfg, cache_dir, region
         self.seed, self.rank = seed, rank
         self._cache: Any = None
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._open: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._background: dict[int, float] = {}  # per volume, found once, for padding
 
     def _volume(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The memory-mapped (1, X, Y, Z) volume and its coarse foreground coordinates (M, 3)."""
-        if i not in self._arrays:
-            if self._cache is None:
-                self._cache = open_cache(self.cache_dir)
-            path, series = self.volumes[i]
-            arr = self._cache.get(path, self.cfg.preprocess, series)
-            coarse = np.asarray(arr[0, ::FG_STRIDE, ::FG_STRIDE, ::FG_STRIDE])
-            fg = np.argwhere(coarse > self.cfg.foreground_threshold) * FG_STRIDE
-            self._arrays[i] = (arr, fg)
-        return self._arrays[i]
+        if i in self._open:
+            self._open.move_to_end(i)
+            return self._open[i]
+        if self._cache is None:
+            self._cache = open_cache(self.cache_dir)
+        path, series = self.volumes[i]
+        arr = self._cache.get(path, self.cfg.preprocess, series)
+        coarse = np.asarray(arr[0, ::FG_STRIDE, ::FG_STRIDE, ::FG_STRIDE])
+        fg = np.argwhere(coarse > self.cfg.foreground_threshold) * FG_STRIDE
+        self._open[i] = (arr, fg)
+        while len(self._open) > self.cfg.open_volumes:
+            self._open.popitem(last=False)  # dropping the last reference closes the map
+        return arr, fg
+
+    def _display(self, path: Path) -> str:
+        """The scan's path relative to the data root or manifest folder (never a tag value)."""
+        for base in (self.cfg.root, self.cfg.manifest.parent if self.cfg.manifest else None):
+            if base is not None and path.is_relative_to(base):
+                return path.relative_to(base).as_posix()
+        return path.name
 
     def prepare(self) -> list[tuple[int, ...]]:
-        """Decode every volume of this shard into the cache now; returns their shapes."""
-        return [tuple(self._volume(i)[0].shape) for i in range(len(self.volumes))]
+        """Decode every volume of this shard into the cache now; returns their shapes.
 
-    def _crop(self, arr: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        Scans that fail to read (InputError) are logged by relative path and error code and
+        left out of the stream. Raises InputError when none of them can be read."""
+        kept, shapes = [], []
+        for i, (path, series) in enumerate(self.volumes):
+            try:
+                shapes.append(tuple(self._volume(i)[0].shape))
+                kept.append((path, series))
+            except InputError as err:
+                log.warning("skipping %s: [%s] %s", self._display(path), err.code, err.reason)
+        if not kept:
+            raise InputError(f"none of the {len(self.volumes)} scans could be read (see the warnings above); "
+                             "check data.root / data.manifest")
+        if len(kept) < len(self.volumes):
+            log.warning("%d of %d scans skipped as unreadable", len(self.volumes) - len(kept), len(self.volumes))
+            self.volumes = kept
+            self._open.clear()
+            self._background.clear()
+        return shapes
+
+    def _pad_value(self, i: int, arr: np.ndarray) -> float:
+        if i not in self._background:
+            self._background[i] = float(arr.min())
+        return self._background[i]
+
+    def _crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        arr, fg = self._volume(i)
         r = self.region
         shape = np.array(arr.shape[1:])
         if len(fg) and rng.random() < self.cfg.foreground_prob:
@@ -129,7 +170,7 @@ class CropSampler:
         sl = tuple(slice(int(s), int(s) + r) for s in start)
         crop = np.asarray(arr[(0, *sl)], dtype=np.float32)
         if crop.shape != (r, r, r):
-            crop = np.pad(crop, [(0, r - n) for n in crop.shape], constant_values=float(arr.min()))
+            crop = np.pad(crop, [(0, r - n) for n in crop.shape], constant_values=self._pad_value(i, arr))
         return crop
 
     def batch(self, index: int) -> dict[str, Any]:
@@ -140,8 +181,7 @@ class CropSampler:
         picks = rng.choice(len(self.volumes), n_vol, replace=len(self.volumes) < n_vol)
         crops = []
         for i in picks:
-            arr, fg = self._volume(int(i))
-            crops.extend(self._crop(arr, fg, rng) for _ in range(cfg.crops_per_volume))
+            crops.extend(self._crop(int(i), rng) for _ in range(cfg.crops_per_volume))
         image = torch.from_numpy(np.stack(crops[: cfg.batch_size])[:, None])  # [B, 1, R, R, R]
         step_seed = int(ss.spawn(1)[0].generate_state(1, np.uint64)[0] >> np.uint64(1))
         return {"image": image, "seed": step_seed}

@@ -2,7 +2,7 @@
 training with validation -> ``RUN/model.pt`` (the best checkpoint as a model artifact).
 
 Run folder: ``config.yaml`` (resolved), ``metrics.jsonl``, ``val.jsonl``, ``load_report.json``
-(when pretrained), ``summary.json``, ``model.pt``; ``ckpt_*.pt`` and ``best.pt``, from which
+(when pretrained; with ``preprocess_check``, the pretraining's preprocessing compared), ``summary.json``, ``model.pt``; ``ckpt_*.pt`` and ``best.pt``, from which
 the same command resumes."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from medssl.artifacts.model import ModelArtifact, atomic_torch_save, save_model_artifact
-from medssl.artifacts.weights import encoder_scope, load_pretrained
+from medssl.artifacts.weights import check_preprocess, encoder_scope, load_pretrained
 from medssl.config import config_to_dict, save_config
 from medssl.data.datalist import Splits, load_datalist, split_cases
 from medssl.errors import CheckpointError, ConfigError
@@ -142,6 +142,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
     if pretrained:
         rep = load_pretrained(network, pretrained, cfg.model.encoder, cfg.model.min_loaded_fraction)
         report = rep.to_dict()
+        report["preprocess_check"] = check_preprocess(pretrained, cfg.data.preprocessing, cfg.data.modality)
         (out / "load_report.json").write_text(json.dumps(report, indent=1))
     task = _task(cfg, network, train, names).to(device)
     inference = config_to_dict(cfg.inference)

@@ -3,7 +3,8 @@ linear_probe), every run scored on the same held-out test cases.
 
 The pretrained arms use ``sweep.pretrained`` when given; otherwise the sweep first runs
 ``medssl pretrain`` with ``sweep.pretrain_config`` on ``data.root`` (images only; labels
-are never read by pretraining) and exports its encoder to ``OUT/pretrain/encoder.pt``.
+are never read by pretraining), with the fine-tune's ``data.preprocessing`` as its
+``data.preprocess``, and exports its encoder to ``OUT/pretrain/encoder.pt``.
 Runs already finished in ``OUT/runs/`` are reused, so an interrupted sweep continues."""
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ log = logging.getLogger("medssl.sweep")
 
 def pretrain_for_sweep(cfg: SweepConfig, out: Path) -> Path:
     """Run the configured pretraining (resumable) and export its encoder."""
-    from medssl.config import load_config
+    from medssl.config import config_to_dict, load_config
     from medssl.training.pretrain import export_encoder, run_pretrain
     from medssl.training.pretrain_config import PretrainConfig
 
     if not cfg.sweep.pretrain_config:
         raise ConfigError("sweep: set sweep.pretrained (a checkpoint) or sweep.pretrain_config (to pretrain first)")
-    overrides = [f"data.root={cfg.data.root}", *cfg.sweep.pretrain_overrides]
+    # the encoder must see the intensities it will be fine-tuned on; explicit overrides still win
+    preprocess = json.dumps(config_to_dict(cfg.data.preprocessing))
+    overrides = [f"data.root={cfg.data.root}", f"data.preprocess={preprocess}", *cfg.sweep.pretrain_overrides]
     pcfg = load_config(PretrainConfig, cfg.sweep.pretrain_config, overrides)
     run_dir = out / "pretrain"
     encoder = run_dir / "encoder.pt"

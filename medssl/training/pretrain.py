@@ -54,9 +54,9 @@ def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
         cache_dir = cfg.data.cache_dir or out / "cache"
         sampler = CropSampler(volumes, cfg.data, cache_dir, region, cfg.seed, info.rank, info.world_size)
         t0 = time.perf_counter()
-        sampler.prepare()
+        sampler.prepare()  # drops (and logs) unreadable scans
         if info.is_main:
-            log.info("%d scans cached in %.1f s (%s)", len(volumes), time.perf_counter() - t0, cache_dir)
+            log.info("%d scans cached in %.1f s (%s)", len(sampler.volumes), time.perf_counter() - t0, cache_dir)
         task = build_task(cfg)
         hooks = [preview_hook(cfg.train.preview_every)] if cfg.train.preview_every else []
         batches = make_batches(sampler, cfg.data, pin_memory=info.device.type == "cuda")

@@ -234,6 +234,7 @@ def _loop(state, model, batches, cfg, scaler, position, config, hooks, metrics, 
                 state.ema.update(task)
             bad_in_row = 0
         else:
+            scaler.update()  # closes this step's unscale_(); lowers the fp16 loss scale
             state.bad_steps += 1
             bad_in_row += 1
             log.warning("non-finite loss at step %d: update skipped (%d in a row)", state.step + 1, bad_in_row)

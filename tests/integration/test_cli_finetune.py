@@ -184,6 +184,8 @@ def test_sweep_pretrains_then_compares_arms(phantoms, tmp_path, capsys):
     assert (out / "plot.png").stat().st_size > 1000
     loaded = json.loads((out / "runs" / "pretrained_n2_seed0" / "load_report.json").read_text())
     assert loaded["loaded"] == loaded["total"] > 0
+    # the sweep's own pretraining used the fine-tune's preprocessing (ct_window -200..300)
+    assert loaded["preprocess_check"] == {"checked": True, "match": True, "differences": {}}
     assert "| 2 |" in capsys.readouterr().out
     # the frozen-feature probe scores the same checkpoint against random init
     rc = main(["probe", "--config", str(CONFIGS / "smoke_cls.yaml"), "--pretrained", str(out / "pretrain" / "encoder.pt"),

@@ -94,6 +94,23 @@ def test_non_finite_guard_skips_then_stops(tmp_path):
     assert state.bad_steps == 1 and all(torch.isfinite(p).all() for p in state.task.parameters())
 
 
+class OneNan(Toy):
+    def forward(self, batch):
+        out = super().forward(batch)
+        if batch["i"] == 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+
+def test_fp16_scaler_survives_one_non_finite_step(tmp_path):
+    torch.manual_seed(0)
+    state = fit(OneNan(), batches, cfg(amp="fp16", max_steps=8, accum_steps=1), tmp_path, config={})
+    assert state.step == 8 and state.bad_steps == 1
+    assert all(torch.isfinite(p).all() for p in state.task.parameters())
+    scaler = read_checkpoint(checkpoint_paths(tmp_path)[0])["scaler"]
+    assert 0 < scaler["scale"] < 2.0**16  # the skipped step (and any fp16 overflow) lowered it
+
+
 def test_rng_state_roundtrip_weights_only(tmp_path):
     state = capture_rng()
     path = tmp_path / "rng.pt"

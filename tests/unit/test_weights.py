@@ -128,3 +128,30 @@ def test_feature_size_48_release_has_126_backbone_tensors():
     sd = release_layout(enc.state_dict())
     report, _ = plan_load(enc, sd, "swinvit_release")
     assert report.total == 126 and report.loaded == 126 and len(report.ignored) == 4
+
+
+def test_preprocess_mismatch_with_pretraining_is_warned_and_reported(tmp_path, caplog):
+    from medssl.artifacts.weights import check_preprocess
+    from medssl.data.preprocess import PreprocessConfig
+
+    enc = ENCODERS.build("cnn", in_channels=1, channels=(4, 8))
+    path = tmp_path / "encoder.pt"
+    pretrain_data = {"root": "D", "preprocess": PreprocessConfig().model_dump(mode="json")}  # auto: -1000..1000
+    torch.save({"format": "medssl.encoder", "encoder": {"name": "cnn", "channels": [4, 8]},
+                "state_dict": enc.state_dict(), "config": {"data": pretrain_data}}, path)
+    narrow = PreprocessConfig(intensity="ct_window", ct_window={"a_min": -200, "a_max": 300})
+    with caplog.at_level(logging.WARNING, logger="medssl.weights"):
+        check = check_preprocess(path, narrow, "CT")
+    assert check["checked"] and not check["match"]
+    assert check["differences"] == {"ct_window.a_max": {"pretrain": 1000.0, "finetune": 300.0},
+                                    "ct_window.a_min": {"pretrain": -1000.0, "finetune": -200.0}}
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "ct_window.a_min -1000.0 vs -200.0" in warned and "data.preprocessing" in warned
+    caplog.clear()
+    same = PreprocessConfig(intensity="ct_window")  # auto resolves to the same window for CT
+    with caplog.at_level(logging.WARNING, logger="medssl.weights"):
+        assert check_preprocess(path, same, "CT") == {"checked": True, "match": True, "differences": {}}
+    assert not caplog.records
+    plain = tmp_path / "plain.pt"
+    torch.save(enc.state_dict(), plain)
+    assert check_preprocess(plain, narrow, "CT")["checked"] is False
