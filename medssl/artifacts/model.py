@@ -19,8 +19,6 @@ The hash of the file identifies the model in prediction records (`--continue`)."
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medssl.atomic import atomic_path
 from medssl.errors import CheckpointError
 
 FORMAT = "medssl.model"
@@ -84,20 +83,10 @@ def current_versions() -> dict[str, str]:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, fsync, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through ``medssl.atomic.atomic_path``."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def file_sha256(path: str | Path) -> str:

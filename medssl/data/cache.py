@@ -15,13 +15,13 @@ import contextlib
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medssl.atomic import atomic_path
 from medssl.data.preprocess import PreprocessConfig
 
 CACHE_VERSION = 1
@@ -51,16 +51,8 @@ def _folder_stats(folder: Path) -> list[tuple[str, int, int]]:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, mode) as fh:
+        write(fh)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medssl.atomic import atomic_write_text
 from medssl.errors import CorruptFileError, MedsslError
 
 log = logging.getLogger(__name__)
@@ -252,15 +253,7 @@ def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
 
 def write_manifest(rows: list[dict[str, Any]], path: Path) -> None:
     """Atomic: a temporary file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, sort_keys=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(row, sort_keys=False) + "\n" for row in rows))
 
 
 def read_manifest(path: Path, *, check_salt: bool = True) -> list[dict[str, Any]]:

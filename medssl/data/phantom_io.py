@@ -12,7 +12,6 @@ the same subject whatever the cohort size."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,8 +19,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 
+from medssl.atomic import atomic_path, atomic_write_text
 from medssl.data.phantom import LABELS, make_phantom
 from medssl.errors import ConfigError
 
@@ -39,9 +44,7 @@ def subject_name(index: int) -> str:
 
 
 def _atomic_json(obj: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def write_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
@@ -50,9 +53,8 @@ def write_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.nii.gz")
-    nib.save(img, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, ".nii.gz") as tmp:
+        nib.save(img, tmp)
 
 
 def _uid(seed: int, *parts: object) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medssl.inference.outputs import atomic_write_bytes
+from medssl.atomic import atomic_write_bytes
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name source UIDs

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from medssl.inference.outputs import atomic_write_bytes
+from medssl.atomic import atomic_write_bytes
 
 
 def _canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import re
-import secrets
 import zlib
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,15 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from medssl.errors import CorruptFileError, GeometryError, InputError, LimitExceededError, NotAScanError
-from medssl.errors import UnsupportedInputError
+from medssl.atomic import atomic_path
+from medssl.errors import (
+    CorruptFileError,
+    GeometryError,
+    InputError,
+    LimitExceededError,
+    NotAScanError,
+    UnsupportedInputError,
+)
 from medssl.io.limits import ReadLimits
 from medssl.io.scan import Scan
 
@@ -192,14 +197,6 @@ def write_scan(scan: Scan, path: str | Path) -> Path:
                     "writing it as sform only", path.name, gap)  # fmt: skip
         img.set_qform(None, code=0)
     img.header.set_xyzt_units("mm", "sec")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-    tmp = path.parent / f".tmp-{secrets.token_hex(6)}{suffix}"
-    try:
+    with atomic_path(path, ".nii.gz" if path.name.lower().endswith(".gz") else ".nii") as tmp:
         nib.save(img, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

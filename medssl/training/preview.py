@@ -3,11 +3,12 @@ reconstruction, written every ``train.preview_every`` steps by rank 0."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
+
+from medssl.atomic import atomic_path
 
 
 def write_preview(volumes: dict[str, Tensor], path: Path, title: str = "") -> Path:
@@ -26,10 +27,9 @@ def write_preview(volumes: dict[str, Tensor], path: Path, title: str = "") -> Pa
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=80, bbox_inches="tight")
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=80, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
