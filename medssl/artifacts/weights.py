@@ -239,15 +239,20 @@ def load_pretrained(
     return report
 
 
-def exported_encoder_spec(path: str | Path) -> dict[str, Any] | None:
-    """The ``{"name", **kwargs}`` stored in a medssl exported encoder file, else None."""
+def _load_or_none(path: str | Path) -> Any:
+    """The file's object, or None when it cannot be read (read_weights reports that)."""
     path = Path(path)
     if path.is_dir():
         path = _weights_in_folder(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - read_weights reports unreadable files
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file means "nothing stored"
         return None
+
+
+def exported_encoder_spec(path: str | Path) -> dict[str, Any] | None:
+    """The ``{"name", **kwargs}`` stored in a medssl exported encoder file, else None."""
+    obj = _load_or_none(path)
     spec = obj.get("encoder") if isinstance(obj, dict) and obj.get("format") == "medssl.encoder" else None
     return dict(spec) if isinstance(spec, dict) and "name" in spec else None
 
@@ -255,13 +260,7 @@ def exported_encoder_spec(path: str | Path) -> dict[str, Any] | None:
 def stored_preprocess(path: str | Path) -> dict[str, Any] | None:
     """The preprocessing recorded in a medssl file: ``config.data.preprocess`` (exported
     encoder, pretrain checkpoint), ``config.data.preprocessing`` or ``preprocessing``."""
-    path = Path(path)
-    if path.is_dir():
-        path = _weights_in_folder(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - read_weights reports unreadable files
-        return None
+    obj = _load_or_none(path)
     if not isinstance(obj, dict):
         return None
     data = obj.get("config", {}).get("data", {}) if isinstance(obj.get("config"), dict) else {}
