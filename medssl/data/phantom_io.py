@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
@@ -26,9 +25,10 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from medssl.atomic import atomic_path, atomic_write_text
+from medssl.atomic import atomic_write_text
 from medssl.data.phantom import LABELS, make_phantom
 from medssl.errors import ConfigError
+from medssl.io import write_nifti
 
 FORMATS = ("nifti", "dicom", "both")
 RESCALE_INTERCEPT = -1024  # stored uint16 = HU + 1024, as many scanners do
@@ -45,16 +45,6 @@ def subject_name(index: int) -> str:
 
 def _atomic_json(obj: object, path: Path) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def write_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    """Atomic NIfTI write with the geometry in both qform and sform (code 1, scanner)."""
-    img = nib.Nifti1Image(array, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm")
-    with atomic_path(path, ".nii.gz") as tmp:
-        nib.save(img, tmp)
 
 
 def _uid(seed: int, *parts: object) -> str:

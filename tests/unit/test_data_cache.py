@@ -9,8 +9,9 @@ import pytest
 
 from medssl.data.cache import VolumeCache
 from medssl.data.phantom import make_phantom
-from medssl.data.phantom_io import write_dicom_series, write_nifti
+from medssl.data.phantom_io import write_dicom_series
 from medssl.data.preprocess import PreprocessConfig, preprocess_scan
+from medssl.io import write_nifti
 from medssl.io.scan import Scan
 
 
