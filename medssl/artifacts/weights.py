@@ -258,13 +258,13 @@ def exported_encoder_spec(path: str | Path) -> dict[str, Any] | None:
 
 
 def stored_preprocess(path: str | Path) -> dict[str, Any] | None:
-    """The preprocessing recorded in a medssl file: ``config.data.preprocess`` (exported
-    encoder, pretrain checkpoint), ``config.data.preprocessing`` or ``preprocessing``."""
+    """The preprocessing recorded in a medssl file: ``config.data.preprocessing`` (exported
+    encoder, pretrain checkpoint, fine-tune config) or a model artifact's ``preprocessing``."""
     obj = _load_or_none(path)
     if not isinstance(obj, dict):
         return None
     data = obj.get("config", {}).get("data", {}) if isinstance(obj.get("config"), dict) else {}
-    found = data.get("preprocess", data.get("preprocessing", obj.get("preprocessing")))
+    found = data.get("preprocessing", obj.get("preprocessing"))
     return dict(found) if isinstance(found, dict) else None
 
 
@@ -296,6 +296,47 @@ def check_preprocess(path: str | Path, preprocessing: PreprocessConfig, modality
     if diff:
         shown = "; ".join(f"{k} {v['pretrain']} vs {v['finetune']}" for k, v in diff.items())
         log.warning("%s was pretrained with other preprocessing than this fine-tuning (pretrain vs fine-tune: %s): "
-                    "features may not transfer; set data.preprocessing to match the pretraining's data.preprocess",
+                    "features may not transfer; set data.preprocessing to match the pretraining's",
                     Path(path).name, shown)
     return {"checked": True, "match": not diff, "differences": diff}
+
+
+# Final 1x1 layers of the U-Nets: they map to classes (fine-tune) or intensities (pretraining),
+# so they never transfer.
+UNET_HEADS = ("head.", "out.")
+
+
+def load_decoder(module: nn.Module, path: str | Path, min_fraction: float = 0.9) -> LoadReport:
+    """Load the pretrained U-Net decoder stored in a medssl exported encoder (``unet``) into
+    ``module`` (the same U-Net layout), everything but the encoder and the final head.
+
+    Raises CheckpointError when the file holds no decoder or fewer than ``min_fraction`` of
+    the decoder's tensors match by name and shape (the model is left untouched then)."""
+    name = Path(path).name
+    obj = _load_or_none(path)
+    unet = obj.get("unet") if isinstance(obj, dict) else None
+    if not isinstance(unet, dict) or not _is_state_dict(unet.get("state_dict")):
+        raise CheckpointError("holds no pretrained decoder (pretrain with tasks.inpaint.decoder=unet, "
+                              "or set model.transfer=encoder)", source=name)
+    scope = encoder_scope(module)
+    target = module.state_dict()
+    dec_keys = [k for k in target if not k.startswith(scope) and not k.startswith(UNET_HEADS)]
+    source = unet["state_dict"]
+    report = LoadReport(loaded=0, total=len(dec_keys), source_format="medssl.encoder/unet")
+    to_load: dict[str, Tensor] = {}
+    for key in dec_keys:
+        value = source.get(key)
+        if value is None:
+            report.missing.append(key)
+        elif value.shape != target[key].shape:
+            report.mismatched.append({"key": key, "source": list(value.shape), "target": list(target[key].shape)})
+        else:
+            to_load[key] = value.to(target[key].dtype)
+    report.loaded = len(to_load)
+    if report.total == 0 or report.fraction < min_fraction:
+        raise CheckpointError(f"only {report.loaded} of {report.total} decoder tensors match this network "
+                              f"({len(report.mismatched)} shape mismatches); the pretraining U-Net differs", source=name)
+    target.update(to_load)
+    module.load_state_dict(target, strict=True)
+    log.info("%s: decoder %d/%d tensors loaded", name, report.loaded, report.total)
+    return report

@@ -119,9 +119,15 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     from medssl.config import load_config
     from medssl.evaluation.report import write_markdown  # noqa: F401  (fail early if matplotlib is missing)
     from medssl.training.finetune_config import SweepConfig
-    from medssl.training.finetune_sweep import run_sweep
+    from medssl.evaluation.sweep import run_sweep
 
     cfg = load_config(SweepConfig, args.config, args.overrides)
+    pc = cfg.sweep.pretrain_config
+    if pc and not Path(pc).is_file():  # relative to the configs/ folder the sweep config sits in
+        here = args.config.resolve()
+        found = next((c for c in (here.parent / pc, here.parents[1] / pc, here.parents[2] / pc) if c.is_file()), None)
+        if found is not None:
+            cfg.sweep.pretrain_config = str(found)
     run_sweep(cfg, args.out)
     print((args.out / "report.md").read_text())
     print(f"report: {args.out / 'report.json'}, plot: {args.out / 'plot.png'}")

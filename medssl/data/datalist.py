@@ -134,6 +134,7 @@ def _from_folder(folder: Path) -> list[LabeledCase]:
 def split_cases(
     cases: list[LabeledCase], *, seed: int, val_fraction: float = 0.2, test_fraction: float = 0.0,
     n_train: int | None = None, n_val: int | None = None, train_seed: int | None = None,
+    n_test: int | None = None,
 ) -> Splits:
     """Deterministic split by case for a seed: test first, then val, the rest train.
 
@@ -144,7 +145,7 @@ def split_cases(
     order = sorted(cases, key=lambda c: c.case_id)
     random.Random(seed).shuffle(order)
     n = len(order)
-    n_test = round(n * test_fraction)
+    n_test = n_test if n_test is not None else round(n * test_fraction)
     n_val = n_val if n_val is not None else max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     if n_test + n_val >= n:
         raise ConfigError(f"{n} cases cannot give {n_val} validation and {n_test} test cases and any training")

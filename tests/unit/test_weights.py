@@ -136,7 +136,7 @@ def test_preprocess_mismatch_with_pretraining_is_warned_and_reported(tmp_path, c
 
     enc = ENCODERS.build("cnn", in_channels=1, channels=(4, 8))
     path = tmp_path / "encoder.pt"
-    pretrain_data = {"root": "D", "preprocess": PreprocessConfig().model_dump(mode="json")}  # auto: -1000..1000
+    pretrain_data = {"root": "D", "preprocessing": PreprocessConfig().model_dump(mode="json")}  # auto: -1000..1000
     torch.save({"format": "medssl.encoder", "encoder": {"name": "cnn", "channels": [4, 8]},
                 "state_dict": enc.state_dict(), "config": {"data": pretrain_data}}, path)
     narrow = PreprocessConfig(intensity="ct_window", ct_window={"a_min": -200, "a_max": 300})
