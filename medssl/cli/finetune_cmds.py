@@ -63,10 +63,15 @@ def register(sub) -> None:
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     i.set_defaults(func=run_inspect_cmd)
 
-    pr = sub.add_parser("probe", help="frozen-feature probe: score an encoder checkpoint by kNN/logistic "
-                        "regression on pooled features (compare pretraining checkpoints)")
-    pr.add_argument("--config", required=True, type=Path, help="a classification fine-tune config (data, encoder)")
+    pr = sub.add_parser("probe", help="frozen-feature probe: score an encoder checkpoint without fine-tuning it",
+                        description="--kind segmentation (default for segmentation configs): a linear head on the "
+                        "encoder's multi-scale features, trained on --n-train labeled cases, Dice on the config's "
+                        "test cases, next to the same encoder at random init. --kind classification: kNN and "
+                        "logistic regression on pooled features, balanced accuracy by cross-validation.")
+    pr.add_argument("--config", required=True, type=Path, help="a fine-tune config (data, model.encoder)")
     pr.add_argument("--pretrained", default=None, help="encoder weights; omitted: random init baseline")
+    pr.add_argument("--kind", choices=("auto", "segmentation", "classification"), default="auto")
+    pr.add_argument("--n-train", type=int, default=5, help="segmentation: labeled cases for the head (default 5)")
     pr.add_argument("--json", action="store_true")
     pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     pr.set_defaults(func=run_probe_cmd)
@@ -188,6 +193,18 @@ def run_probe_cmd(args: argparse.Namespace) -> int:
     from medssl.training.finetune_config import FinetuneConfig
 
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
+    kind = cfg.task if args.kind == "auto" else args.kind
+    if kind == "segmentation":
+        from medssl.evaluation.probe import run_segmentation_probe
+
+        res = run_segmentation_probe(cfg, args.pretrained, n_train=args.n_train)
+        if args.json:
+            print(json.dumps({k: v for k, v in res.items() if k != "per_case"}, indent=1))
+        else:
+            shown = ", ".join(f"{name} {100 * r['mean_dice']:.1f}" for name, r in res["encoders"].items())
+            print(f"segmentation probe ({res['n_train']} labeled cases, {res['n_test']} test cases): "
+                  f"mean Dice x100: {shown}")
+        return EXIT_OK
     res = run_probe(cfg, args.pretrained)
     if args.json:
         print(json.dumps(res, indent=1))
