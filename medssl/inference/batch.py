@@ -55,6 +55,7 @@ class BatchOptions:
     part: int = 1  # 1-based shard index
     of: int = 1
     progress: bool = True
+    pseudonymize: bool = False  # every case id hashed (collect_inputs did it; recorded, changes file names)
 
 
 @dataclass
@@ -86,6 +87,7 @@ def settings_hash(predictor: Predictor, opts: BatchOptions) -> str:
         "dicom_seg": opts.dicom_seg,
         "preview": opts.preview,
         "allow_resample": opts.allow_resample,
+        **({"pseudonymize": True} if opts.pseudonymize else {}),  # absent when off: old records still match
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -185,7 +187,7 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
     row: dict[str, Any] = {"case_id": case.case_id, "source": case.source, "code": "", "reason": ""}
     record = CaseRecord(case.source, case.case_id, loaded.input_hash, predictor.model_hash, row, key=case.key)
     if case.kind in ("skipped", "failed"):
-        row.update(status=case.kind, code=case.code, reason=case.reason, seconds=0)
+        row.update(status=case.kind, code=case.code, reason=case.redact(case.reason), seconds=0)
         return record
     start = time.perf_counter()
     error = loaded.error
@@ -198,7 +200,7 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
         except Exception as err:  # noqa: BLE001 - recorded as this input's failure
             error = err
     if error is not None:
-        row.update(status="failed", code=getattr(error, "code", "internal"), reason=_reason(error, case.source))
+        row.update(status="failed", code=getattr(error, "code", "internal"), reason=case.redact(_reason(error, case.source)))
         record.retry = not isinstance(error, InputError)
     row["seconds"] = round(loaded.seconds + time.perf_counter() - start, 3)
     return record
@@ -242,6 +244,7 @@ def _run_record(predictor: Predictor, opts: BatchOptions, summary: BatchSummary,
             "dicom_seg": opts.dicom_seg,
             "preview": opts.preview,
             "allow_resample": opts.allow_resample,
+            "pseudonymize": opts.pseudonymize,
         },
         "inputs": n,
         "counts": summary.counts,

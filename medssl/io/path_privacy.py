@@ -1,0 +1,214 @@
+"""Paths as patient data. PACS exports often name folders, files or zip members after the
+patient; such a name must not become a case id, an output file name, a log line or an error.
+
+A path component "holds patient data" when it contains the scan's own PatientName or
+PatientID tokens (read from the DICOM headers, never guessed): a name part of two or more
+characters as a whole word of the component (``SMITH_JOHN``, ``john-smith-ct``), a name part
+of four or more characters anywhere in it (``SmithJohn``), or the PatientID's letters and
+digits anywhere in it (``PHI-SENTINEL-0001_ct``). Such a component is replaced by its
+pseudonym ``case-<hash>``: a salted hash of the name (``medssl.io.phi.uid_hash``), stable
+across runs and machines sharing ``MEDSSL_UID_SALT``, not reversible without the salt.
+``pseudonymize=True`` replaces every component, whatever it holds.
+
+The tokens exist only in memory: they are never logged, stored or shown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from medssl.io.limits import ReadLimits
+from medssl.io.phi import uid_hash
+
+
+PSEUDONYM_PREFIX = "case-"
+_WORD = re.compile(r"[a-z0-9]+")
+_NAME_SPLIT = re.compile(r"[\^=\s,._\-/\\()'\"]+")
+# A path-like chunk of free text: what an error message may quote (file, folder, member names).
+_CHUNK = re.compile(r"[^\s'\"`,;:()\[\]{}<>|]+")
+_MAX_TRIED = 8  # files (or zip members) opened to find the patient's tokens
+_MAX_WALKED = 2_000  # directory entries looked at for them
+
+
+def patient_tokens(phi: Mapping[str, object] | None) -> frozenset[str]:
+    """The tokens of ``PatientName`` and ``PatientID`` in ``phi`` (as ``Scan.phi`` or
+    ``phi_from_dataset`` give), lower case: name parts, and the ID's letters and digits
+    (prefixed ``id:``). Empty when neither is set."""
+    if not phi:
+        return frozenset()
+    tokens: set[str] = set()
+    name = str(phi.get("PatientName") or "").lower()
+    tokens.update(p for p in _NAME_SPLIT.split(name) if len(p) >= 2)
+    pid = str(phi.get("PatientID") or "").lower()
+    compact = "".join(_WORD.findall(pid))
+    if len(compact) >= 3:
+        tokens.add(f"id:{compact}")
+    tokens.update(p for p in _WORD.findall(pid) if len(p) >= 4 and not p.isdigit())
+    return frozenset(tokens)
+
+
+def holds_patient_data(name: str, tokens: Iterable[str]) -> bool:
+    """True when ``name`` (one path component, or any text) contains a patient token."""
+    tokens = frozenset(tokens)
+    if not tokens or not name:
+        return False
+    low = name.lower()
+    words = set(_WORD.findall(low))
+    compact = "".join(_WORD.findall(low))
+    for token in tokens:
+        if token.startswith("id:"):
+            if token[3:] in compact:
+                return True
+        elif token in words or (len(token) >= 4 and token in compact):
+            return True
+    return False
+
+
+def pseudonym(name: str) -> str:
+    """``case-<12 hex>``: the salted hash of a path component (or any label)."""
+    return PSEUDONYM_PREFIX + uid_hash(f"path-component:{name}")
+
+
+def mask_component(name: str, tokens: Iterable[str], pseudonymize: bool = False) -> str:
+    if pseudonymize or holds_patient_data(name, tokens):
+        return pseudonym(name)
+    return name
+
+
+def mask_label(label: str, tokens: Iterable[str], pseudonymize: bool = False) -> str:
+    """A relative path label (``a/b/c.zip:member#series=HASH``) with every component that
+    holds patient data (every component with ``pseudonymize``) replaced by its pseudonym;
+    a ``#series=...`` suffix is kept as it is (a hash already)."""
+    tokens = frozenset(tokens)
+    base, sep, series = label.partition("#series=")
+    parts = re.split(r"([/\\:])", base)
+    masked = [p if p in ("/", "\\", ":", "") else mask_component(p, tokens, pseudonymize) for p in parts]
+    return "".join(masked) + sep + series
+
+
+def mask_text(text: str, tokens: Iterable[str]) -> str:
+    """Free text (an error reason, a log line) with every path-like chunk that holds patient
+    data replaced by its pseudonym."""
+    tokens = frozenset(tokens)
+    if not tokens or not text:
+        return text
+    return _CHUNK.sub(lambda m: mask_label(m.group(0), tokens), text)
+
+
+def read_patient_tokens(path: str | Path, limits: ReadLimits | None = None) -> frozenset[str]:
+    """The patient tokens of the DICOM data at ``path`` (a folder, a zip or a DICOM file):
+    PatientName and PatientID of the first few files that hold them (headers only, bounded
+    by ``limits``). Empty for NIfTI, unreadable or patient-free inputs; never raises."""
+    limits = limits or ReadLimits()
+    path = Path(path)
+    for blob in _candidate_headers(path, limits):
+        tokens = _tokens_of(blob)
+        if tokens:
+            return tokens
+    return frozenset()
+
+
+def _tokens_of(source) -> frozenset[str]:
+    import pydicom
+
+    from medssl.io.dicom_headers import quiet_pydicom
+
+    try:
+        with quiet_pydicom():
+            ds = pydicom.dcmread(source, stop_before_pixels=True, specific_tags=["PatientName", "PatientID"])
+            phi = {"PatientName": str(ds.get("PatientName") or ""), "PatientID": str(ds.get("PatientID") or "")}
+    except Exception:  # noqa: BLE001 - not DICOM, or broken: nothing known from this file
+        return frozenset()
+    return patient_tokens(phi)
+
+
+def _candidate_headers(path: Path, limits: ReadLimits) -> Iterator:
+    """Up to ``_MAX_TRIED`` files that may be DICOM: paths on disk, or zip members' bytes."""
+    from medssl.io.sources import _is_ignored, is_nifti_name
+
+    if path.is_file():
+        if path.name.lower().endswith(".zip"):
+            yield from _zip_members(path, limits)
+        elif not is_nifti_name(path.name):
+            yield str(path)
+        return
+    tried = walked = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            walked += 1
+            if walked > _MAX_WALKED or tried >= _MAX_TRIED:
+                return
+            full = os.path.join(dirpath, name)
+            if _is_ignored(name) or is_nifti_name(name) or not os.path.isfile(full):
+                continue
+            if os.path.getsize(full) > limits.max_file_bytes:
+                continue
+            tried += 1
+            yield full
+
+
+def _zip_members(path: Path, limits: ReadLimits) -> Iterator:
+    import io
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir() and i.file_size <= min(limits.max_file_bytes, 64 << 20)]
+            for info in infos[:_MAX_TRIED]:
+                yield io.BytesIO(zf.read(info))
+    except Exception:  # noqa: BLE001 - a broken zip: the read reports it
+        return
+
+
+class Redactor:
+    """Masks free text (log lines, error reasons) for a set of patients and raw names: every
+    path-like chunk holding a patient token, and every occurrence of a raw name that was
+    replaced by its pseudonym (with ``--pseudonymize``, every input's path components).
+    Usable as a ``logging`` filter: ``handler.addFilter(redactor)``."""
+
+    def __init__(self) -> None:
+        self.tokens: set[str] = set()
+        self._names: dict[str, str] = {}
+
+    def add(self, tokens: Iterable[str] = (), names: Iterable[str] = ()) -> None:
+        self.tokens.update(tokens)
+        for name in names:
+            if len(name) >= 2 and not name.startswith(PSEUDONYM_PREFIX):
+                self._names[name] = pseudonym(name)
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        text = mask_text(text, self.tokens)
+        for raw in sorted(self._names, key=len, reverse=True):
+            if raw in text:
+                text = text.replace(raw, self._names[raw])
+        return text
+
+    def filter(self, record) -> bool:
+        if not (self.tokens or self._names):
+            return True
+        message = record.getMessage()
+        masked = self(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+@contextmanager
+def redacting_logs(redactor: Redactor) -> Iterator[Redactor]:
+    """While the block runs, every handler of the root and ``medssl`` loggers passes records
+    through ``redactor`` (io modules log ``source`` names; this masks them)."""
+    handlers = {*logging.getLogger().handlers, *logging.getLogger("medssl").handlers}
+    for handler in handlers:
+        handler.addFilter(redactor)
+    try:
+        yield redactor
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redactor)
