@@ -20,6 +20,7 @@ import re
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from medssl.io.limits import ReadLimits
@@ -52,21 +53,37 @@ def patient_tokens(phi: Mapping[str, object] | None) -> frozenset[str]:
     return frozenset(tokens)
 
 
+class _Matcher:
+    """Patient tokens compiled for fast checks: whole-word tokens as a set, substring tokens
+    (name parts of 4+ characters, IDs) by their lengths, so that a run over thousands of
+    patients checks a name in time linear in the name, not in the number of tokens."""
+
+    def __init__(self, tokens: frozenset[str]):
+        self.words = frozenset(t for t in tokens if not t.startswith("id:"))
+        self.subs = frozenset({t[3:] if t.startswith("id:") else t for t in tokens
+                               if t.startswith("id:") or len(t) >= 4})  # fmt: skip
+        self.lengths = sorted({len(t) for t in self.subs})
+
+    def __call__(self, name: str) -> bool:
+        if not name or not (self.words or self.subs):
+            return False
+        found = _WORD.findall(name.lower())
+        if self.words.intersection(found):
+            return True
+        compact = "".join(found)
+        if len(self.subs) <= 32:
+            return any(t in compact for t in self.subs)
+        return any(compact[i : i + n] in self.subs for n in self.lengths for i in range(len(compact) - n + 1))
+
+
+@lru_cache(maxsize=64)
+def _matcher(tokens: frozenset[str]) -> _Matcher:
+    return _Matcher(tokens)
+
+
 def holds_patient_data(name: str, tokens: Iterable[str]) -> bool:
     """True when ``name`` (one path component, or any text) contains a patient token."""
-    tokens = frozenset(tokens)
-    if not tokens or not name:
-        return False
-    low = name.lower()
-    words = set(_WORD.findall(low))
-    compact = "".join(_WORD.findall(low))
-    for token in tokens:
-        if token.startswith("id:"):
-            if token[3:] in compact:
-                return True
-        elif token in words or (len(token) >= 4 and token in compact):
-            return True
-    return False
+    return _matcher(tokens if isinstance(tokens, frozenset) else frozenset(tokens))(name)
 
 
 def pseudonym(name: str) -> str:
@@ -84,7 +101,7 @@ def mask_label(label: str, tokens: Iterable[str], pseudonymize: bool = False) ->
     """A relative path label (``a/b/c.zip:member#series=HASH``) with every component that
     holds patient data (every component with ``pseudonymize``) replaced by its pseudonym;
     a ``#series=...`` suffix is kept as it is (a hash already)."""
-    tokens = frozenset(tokens)
+    tokens = tokens if isinstance(tokens, frozenset) else frozenset(tokens)
     base, sep, series = label.partition("#series=")
     parts = re.split(r"([/\\:])", base)
     masked = [p if p in ("/", "\\", ":", "") else mask_component(p, tokens, pseudonymize) for p in parts]
@@ -94,7 +111,7 @@ def mask_label(label: str, tokens: Iterable[str], pseudonymize: bool = False) ->
 def mask_text(text: str, tokens: Iterable[str]) -> str:
     """Free text (an error reason, a log line) with every path-like chunk that holds patient
     data replaced by its pseudonym."""
-    tokens = frozenset(tokens)
+    tokens = tokens if isinstance(tokens, frozenset) else frozenset(tokens)
     if not tokens or not text:
         return text
     return _CHUNK.sub(lambda m: mask_label(m.group(0), tokens), text)
@@ -172,22 +189,28 @@ class Redactor:
     Usable as a ``logging`` filter: ``handler.addFilter(redactor)``."""
 
     def __init__(self) -> None:
-        self.tokens: set[str] = set()
+        self.tokens: frozenset[str] = frozenset()
         self._names: dict[str, str] = {}
+        self._names_re: re.Pattern[str] | None = None
 
     def add(self, tokens: Iterable[str] = (), names: Iterable[str] = ()) -> None:
-        self.tokens.update(tokens)
+        new = frozenset(tokens) - self.tokens
+        if new:
+            self.tokens = self.tokens | new
         for name in names:
-            if len(name) >= 2 and not name.startswith(PSEUDONYM_PREFIX):
+            if len(name) >= 2 and not name.startswith(PSEUDONYM_PREFIX) and name not in self._names:
                 self._names[name] = pseudonym(name)
+                self._names_re = None
 
     def __call__(self, text: str) -> str:
         if not text:
             return text
         text = mask_text(text, self.tokens)
-        for raw in sorted(self._names, key=len, reverse=True):
-            if raw in text:
-                text = text.replace(raw, self._names[raw])
+        if self._names:
+            if self._names_re is None:
+                alternatives = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
+                self._names_re = re.compile(alternatives)
+            text = self._names_re.sub(lambda m: self._names[m.group(0)], text)
         return text
 
     def filter(self, record) -> bool:

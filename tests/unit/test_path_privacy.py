@@ -116,3 +116,11 @@ def test_collect_inputs_masks_patient_named_inputs(tmp_path):
     hashed = collect_inputs([root], pseudonymize=True)
     assert all(c.case_id.startswith("case-") for c in hashed)
     assert all(part.startswith("case-") for c in hashed for part in c.source.split("/"))
+
+
+def test_many_patients_are_matched_like_one():
+    many = frozenset().union(*(patient_tokens({"PatientName": f"Smith{i}^John", "PatientID": f"ID-{i:05d}"})
+                               for i in range(200)), SENTINEL)  # fmt: skip
+    for name, holds in [("SENTINEL_DONOTLEAK_patient", True), ("xxSmith17yy", True), ("scan_ID_00042", True),
+                        ("IM0000.dcm", False), ("head_ct_series", False)]:  # fmt: skip
+        assert holds_patient_data(name, many) is holds, name
