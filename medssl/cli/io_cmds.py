@@ -127,7 +127,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     scan, redactor = _read(args.path, pseudonymize=args.pseudonymize, series_uid=args.series,
                            allow_resample=args.allow_resample, reveal_phi=args.show_phi)  # fmt: skip
     # Every name in the description (sources, unreadable files) masked; only --show-phi adds patient data.
-    info = json.loads(redactor(json.dumps(describe(scan), default=str)))
+    info = json.loads(redactor(json.dumps(describe(scan), default=str, ensure_ascii=False)))
     if args.show_phi:
         info["phi"] = scan.phi
     with redacting_logs(redactor):

@@ -4,8 +4,9 @@ patient; such a name must not become a case id, an output file name, a log line 
 A path component "holds patient data" when it contains the scan's own PatientName or
 PatientID tokens (read from the DICOM headers, never guessed): a name part of two or more
 characters as a whole word of the component (``SMITH_JOHN``, ``john-smith-ct``), a name part
-of four or more characters anywhere in it (``SmithJohn``), or the PatientID's letters and
-digits anywhere in it (``PHI-SENTINEL-0001_ct``). Such a component is replaced by its
+of four or more characters (or any non-ASCII one: ``山田``) anywhere in it (``SmithJohn``), or
+the PatientID's letters and digits anywhere in it (``PHI-SENTINEL-0001_ct``); letters of any
+script, compared case-folded. Such a component is replaced by its
 pseudonym ``case-<hash>``: a salted hash of the name (``medssl.io.phi.uid_hash``), stable
 across runs and machines sharing ``MEDSSL_UID_SALT``, not reversible without the salt.
 ``pseudonymize=True`` replaces every component, whatever it holds.
@@ -28,7 +29,7 @@ from medssl.io.phi import uid_hash
 
 
 PSEUDONYM_PREFIX = "case-"
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits, any script
 _NAME_SPLIT = re.compile(r"[\^=\s,._\-/\\()'\"]+")
 # A path-like chunk of free text: what an error message may quote (file, folder, member names).
 _CHUNK = re.compile(r"[^\s'\"`,;:()\[\]{}<>|]+")
@@ -43,9 +44,9 @@ def patient_tokens(phi: Mapping[str, object] | None) -> frozenset[str]:
     if not phi:
         return frozenset()
     tokens: set[str] = set()
-    name = str(phi.get("PatientName") or "").lower()
-    tokens.update(p for p in _NAME_SPLIT.split(name) if len(p) >= 2)
-    pid = str(phi.get("PatientID") or "").lower()
+    name = str(phi.get("PatientName") or "").casefold()
+    tokens.update(w for p in _NAME_SPLIT.split(name) for w in _WORD.findall(p) if len(w) >= 2)
+    pid = str(phi.get("PatientID") or "").casefold()
     compact = "".join(_WORD.findall(pid))
     if len(compact) >= 3:
         tokens.add(f"id:{compact}")
@@ -60,14 +61,14 @@ class _Matcher:
 
     def __init__(self, tokens: frozenset[str]):
         self.words = frozenset(t for t in tokens if not t.startswith("id:"))
-        self.subs = frozenset({t[3:] if t.startswith("id:") else t for t in tokens
-                               if t.startswith("id:") or len(t) >= 4})  # fmt: skip
+        self.subs = frozenset({t[3:] if t.startswith("id:") else t for t in tokens  # CJK names are short
+                               if t.startswith("id:") or len(t) >= 4 or not t.isascii()})  # fmt: skip
         self.lengths = sorted({len(t) for t in self.subs})
 
     def __call__(self, name: str) -> bool:
         if not name or not (self.words or self.subs):
             return False
-        found = _WORD.findall(name.lower())
+        found = _WORD.findall(name.casefold())
         if self.words.intersection(found):
             return True
         compact = "".join(found)

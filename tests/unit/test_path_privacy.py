@@ -124,3 +124,11 @@ def test_many_patients_are_matched_like_one():
     for name, holds in [("SENTINEL_DONOTLEAK_patient", True), ("xxSmith17yy", True), ("scan_ID_00042", True),
                         ("IM0000.dcm", False), ("head_ct_series", False)]:  # fmt: skip
         assert holds_patient_data(name, many) is holds, name
+
+
+def test_names_in_any_script_are_matched():
+    mueller = patient_tokens({"PatientName": "Müller^Jürgen", "PatientID": "Ä-77123"})
+    assert holds_patient_data("MÜLLER_Jürgen", mueller) and holds_patient_data("jürgen-müller-ct", mueller)
+    assert holds_patient_data("scan_ä77123", mueller) and not holds_patient_data("Mueller", mueller)
+    yamada = patient_tokens({"PatientName": "Yamada^Tarou=山田^太郎=やまだ^たろう"})
+    assert holds_patient_data("山田太郎_CT", yamada) and holds_patient_data("YAMADA-T", yamada)
