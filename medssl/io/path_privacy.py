@@ -221,6 +221,8 @@ class Redactor:
         masked = self(message)
         if masked != message:
             record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:  # a traceback quotes paths too (--debug)
+            record.exc_text = self(logging.Formatter().formatException(record.exc_info))
         return True
 
 

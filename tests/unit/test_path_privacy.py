@@ -62,9 +62,15 @@ def test_redactor_filters_log_records(caplog):
     with caplog.at_level(logging.INFO), redacting_logs(redactor):
         log.info("%s: skipped series %s", "SENTINEL_DONOTLEAK_patient", "abc")
         log.info("%s: read", "Doe_Jane_scan")
+        try:
+            open("/nonexistent/SENTINEL_DONOTLEAK_patient/IM1.dcm")
+        except OSError:
+            log.debug("internal error", exc_info=True)
+            log.warning("internal error", exc_info=True)
     text = caplog.text
     assert_no_phi(text, "log")
-    assert "Doe_Jane" not in text and text.count("case-") == 2 and "skipped series abc" in text
+    assert "Doe_Jane" not in text and text.count("case-") >= 3 and "skipped series abc" in text
+    assert "FileNotFoundError" in text
 
 
 def _dicom(path, name="SENTINEL^PHI^DONOTLEAK", pid="PHI-SENTINEL-0001"):
