@@ -6,10 +6,11 @@ PatientID tokens (read from the DICOM headers, never guessed): a name part of tw
 characters as a whole word of the component (``SMITH_JOHN``, ``john-smith-ct``), a name part
 of four or more characters (or any non-ASCII one: ``山田``) anywhere in it (``SmithJohn``), or
 the PatientID's letters and digits anywhere in it (``PHI-SENTINEL-0001_ct``); letters of any
-script, compared case-folded. Such a component is replaced by its
-pseudonym ``case-<hash>``: a salted hash of the name (``medssl.io.phi.uid_hash``), stable
-across runs and machines sharing ``MEDSSL_UID_SALT``, not reversible without the salt.
-``pseudonymize=True`` replaces every component, whatever it holds.
+script, compared case-folded. Such a component is replaced by its pseudonym ``case-<hash>``:
+a salted hash of the name (``medssl.io.phi.uid_hash``), stable across runs and machines
+sharing ``MEDSSL_UID_SALT``, not reversible without the salt. ``pseudonymize=True``
+replaces every component, whatever it holds. Names of NIfTI files, which carry no patient
+tags, are masked only with ``pseudonymize``.
 
 The tokens exist only in memory: they are never logged, stored or shown."""
 
@@ -27,7 +28,6 @@ from pathlib import Path
 from medssl.io.limits import ReadLimits
 from medssl.io.phi import uid_hash
 
-
 PSEUDONYM_PREFIX = "case-"
 _WORD = re.compile(r"[^\W_]+")  # letters and digits, any script
 _NAME_SPLIT = re.compile(r"[\^=\s,._\-/\\()'\"]+")
@@ -39,7 +39,7 @@ _MAX_WALKED = 2_000  # directory entries looked at for them
 
 def patient_tokens(phi: Mapping[str, object] | None) -> frozenset[str]:
     """The tokens of ``PatientName`` and ``PatientID`` in ``phi`` (as ``Scan.phi`` or
-    ``phi_from_dataset`` give), lower case: name parts, and the ID's letters and digits
+    ``phi_from_dataset`` give), case-folded: name parts, and the ID's letters and digits
     (prefixed ``id:``). Empty when neither is set."""
     if not phi:
         return frozenset()
