@@ -213,7 +213,7 @@ def load_latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
             failures.append(err.reason)
     if failures:
         raise CheckpointError(f"no readable checkpoint in {Path(run_dir) / 'checkpoints'}: {'; '.join(failures)}; "
-                              "pass --restart to set them aside and train from step 0",
+                              "pass --restart (pretrain, finetune) to set them aside and train from step 0",
                               code="no_readable_checkpoint")  # fmt: skip
     return None
 
