@@ -243,7 +243,8 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
         except Exception as err:  # noqa: BLE001 - recorded as this input's failure
             error = err
     if error is not None:
-        row.update(status="failed", code=getattr(error, "code", "internal"), reason=case.redact(_reason(error, case.source)))
+        reason = case.redact(_reason(error, case.source))
+        row.update(status="failed", code=getattr(error, "code", "internal"), reason=reason)
         record.retry = not isinstance(error, InputError)
     row["seconds"] = round(loaded.seconds + time.perf_counter() - start, 3)
     return record

@@ -227,7 +227,8 @@ def set_aside_unreadable(run_dir: Path, extra: tuple[str, ...] = ()) -> list[Pat
     paths = checkpoint_paths(run_dir)
     if not paths or any(is_readable(p) for p in paths):
         return []
-    moved = [t for t in (_set_aside(run_dir, p) for p in [*paths, *(run_dir / n for n in ("metrics.jsonl", *extra))]) if t]
+    files = [*paths, *(run_dir / name for name in ("metrics.jsonl", *extra))]
+    moved = [t for t in (_set_aside(run_dir, p) for p in files) if t]
     log.warning("--restart: no readable checkpoint; set aside %s in %s, training from step 0",
                 ", ".join(p.name for p in moved), run_dir / "checkpoints" / UNREADABLE_DIR)  # fmt: skip
     return moved

@@ -73,8 +73,8 @@ def _assert_clean_tree(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     return threshold_artifact(tmp_path_factory.mktemp("model") / "model.pt", hu_threshold=300.0,
-                              labels={"0": "background", "1": "bone"},
-                              preprocessing={"orientation": "RAS", "spacing": [4.0, 4.0, 4.0]}, roi=(32, 32, 32))  # fmt: skip
+                              labels={"0": "background", "1": "bone"}, roi=(32, 32, 32),
+                              preprocessing={"orientation": "RAS", "spacing": [4.0, 4.0, 4.0]})  # fmt: skip
 
 
 def test_predict_outputs_logs_and_errors_hold_no_patient_name(studies, model, tmp_path, capsys):
