@@ -128,3 +128,25 @@ def test_pretraining_cache_index_masks_patient_names(studies, tmp_path):
     meta = cache.get_meta(studies / NAMED, PreprocessConfig(spacing=(4.0, 4.0, 4.0)))
     assert meta["case_id"].startswith("case-") and meta["source"].startswith("case-")
     _assert_clean_tree(tmp_path / "cache")
+
+
+def test_error_naming_a_zip_member_after_the_patient_is_masked(studies, head_ct_series, model, tmp_path, capsys):
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(head_ct_series.iterdir())[:3]:
+            zf.write(f, f"SENTINEL_DONOTLEAK/{f.name}")
+        link = zipfile.ZipInfo("SENTINEL_DONOTLEAK/link.dcm")
+        link.external_attr = 0o120777 << 16  # a symlink member: the archive is refused, naming it
+        zf.writestr(link, "/etc/passwd")
+    code, log_text = _logged(["inspect", str(archive)])
+    err = capsys.readouterr().err
+    assert code == 3 and "is a link" in err and "case-" in err
+    assert_no_phi(err + log_text, "inspect error")
+    out = tmp_path / "out"
+    code, log_text = _logged(["predict", "--model", str(model), "--input", str(archive), "--output", str(out),
+                              "--no-progress"])  # fmt: skip
+    assert code == 7
+    assert "is a link" in (out / "results.csv").read_text()
+    _assert_clean_tree(out)
+    captured = capsys.readouterr()
+    assert_no_phi(log_text + captured.out + captured.err, "predict log")
