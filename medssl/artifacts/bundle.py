@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from medssl.artifacts.model import ModelArtifact, atomic_torch_save, load_model_artifact
+from medssl.errors import CheckpointError
 
 BUNDLE_VERSION = "0.1.0"
 
@@ -108,14 +109,85 @@ def export_bundle(artifact: str | Path | ModelArtifact, out: str | Path) -> Path
     return out
 
 
-def load_bundle_network(bundle: str | Path, device: str = "cpu") -> torch.nn.Module:
-    """Rebuild the network from ``configs/inference.json`` with MONAI's ConfigParser and load
-    ``models/model.pt`` (weights_only): the check that MONAI tools can use the bundle."""
-    from monai.bundle import ConfigParser
+# What an untrusted bundle's ``network_def`` may name: the classes ``export_bundle`` writes.
+_SAFE_TARGETS = {
+    "monai.networks.nets.SwinUNETR": ("monai.networks.nets", "SwinUNETR"),
+    "monai.networks.nets.UNet": ("monai.networks.nets", "UNet"),
+    "medssl.models.registry.build_network": ("medssl.models.registry", "build_network"),
+}
+_EXPRESSION_MARKS = ("$", "@", "%")  # MONAI ConfigParser: expression, reference, macro
 
+
+def load_bundle_network(bundle: str | Path, device: str = "cpu", *, trusted: bool = False) -> torch.nn.Module:
+    """Rebuild the network from ``configs/inference.json`` and load ``models/model.pt``
+    (weights_only): the check that MONAI tools can use the bundle.
+
+    A bundle's config is a program for MONAI's ConfigParser (``$`` expressions are Python
+    ``eval``, ``_target_`` imports and calls anything). Untrusted (the default), only a
+    ``network_def`` naming a class that ``export_bundle`` writes, with plain JSON arguments, is
+    built, without ConfigParser; anything else raises ``CheckpointError`` (code
+    ``untrusted_bundle``) and nothing of it runs. ``trusted=True`` (``--trust-bundle``) hands
+    the whole config to ConfigParser."""
     bundle = Path(bundle)
-    parser = ConfigParser()
-    parser.read_config(bundle / "configs" / "inference.json")
-    net = parser.get_parsed_content("network_def")
+    config_path = bundle / "configs" / "inference.json"
+    if trusted:
+        from monai.bundle import ConfigParser
+
+        parser = ConfigParser()
+        parser.read_config(config_path)
+        net = parser.get_parsed_content("network_def")
+    else:
+        net = _build_untrusted(config_path)
     net.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location=device, weights_only=True))
     return net.to(device).eval()
+
+
+def _build_untrusted(config_path: Path) -> torch.nn.Module:
+    import importlib
+
+    name = f"{config_path.parent.parent.name}/configs/{config_path.name}"
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{name}: cannot be read as JSON ({err.__class__.__name__})",
+                              code="bad_bundle") from err  # fmt: skip
+    spec = config.get("network_def") if isinstance(config, dict) else None
+    if not isinstance(spec, dict) or spec.get("_target_") not in _SAFE_TARGETS:
+        target = spec.get("_target_") if isinstance(spec, dict) else spec
+        raise CheckpointError(f"{name}: network_def {str(target)[:60]!r} is not a network medssl builds from an "
+                              "untrusted bundle; pass --trust-bundle (trusted=True) only for a bundle you trust",
+                              code="untrusted_bundle")  # fmt: skip
+    kwargs = {k: v for k, v in spec.items() if k != "_target_"}
+    where = _expression_in(kwargs, "network_def")
+    if where:
+        raise CheckpointError(f"{name}: {where} holds a ConfigParser expression, reference or component; "
+                              "refused (pass --trust-bundle, trusted=True, only for a bundle you trust)",
+                              code="untrusted_bundle")  # fmt: skip
+    module, attr = _SAFE_TARGETS[spec["_target_"]]
+    try:
+        return getattr(importlib.import_module(module), attr)(**kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{name}: network_def arguments do not build {attr} ({err.__class__.__name__})",
+                              code="bad_bundle") from err  # fmt: skip
+
+
+def _expression_in(value: Any, where: str) -> str:
+    """The dotted key of the first string that ConfigParser would evaluate or resolve, or a
+    nested component (``_target_``), else ''."""
+    if isinstance(value, str):
+        return where if value.startswith(_EXPRESSION_MARKS) else ""
+    if isinstance(value, dict):
+        if "_target_" in value:
+            return where
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return ""
+    for key, item in items:
+        if isinstance(key, str) and key.startswith(_EXPRESSION_MARKS):
+            return f"{where}.{key}"
+        found = _expression_in(item, f"{where}.{key}")
+        if found:
+            return found
+    return ""

@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--pretrained", default=None, help="encoder weights: exported encoder, pretrain run, "
                    "SwinUNETR SSL release file, or a state dict")
     p.add_argument("--export-bundle", type=Path, default=None, metavar="DIR", help="also write a MONAI bundle")
+    p.add_argument("--restart", action="store_true",
+                   help="set unreadable checkpoints / best.pt aside (checkpoints/unreadable/) and go on, from step "
+                   "0 when no checkpoint is readable (default: fail with exit 5 naming the files)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. data.root=D")
     p.set_defaults(func=run_finetune_cmd)
 
@@ -79,11 +82,16 @@ def register(sub) -> None:
 
 def run_finetune_cmd(args: argparse.Namespace) -> int:
     from medssl.config import load_config
+    from medssl.training.checkpoint import run_folder_writes, set_aside_unreadable, set_aside_unreadable_best
     from medssl.training.finetune_config import FinetuneConfig
     from medssl.training.finetune_run import run_finetune
 
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
-    res = run_finetune(cfg, args.out, pretrained=args.pretrained)
+    with run_folder_writes(args.out):
+        if args.restart:
+            set_aside_unreadable(args.out, extra=("best.pt", "val.jsonl"))
+            set_aside_unreadable_best(args.out)
+        res = run_finetune(cfg, args.out, pretrained=args.pretrained)
     line = f"{args.out}/model.pt: best validation {res.metric_name} {res.best_metric:.4f} at step {res.best_step}"
     if res.test:
         line += f"; test {res.metric_name} {_headline(res.test['summary'], res.metric_name)}"

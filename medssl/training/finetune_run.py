@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medssl.artifacts.model import ModelArtifact, atomic_torch_save, save_model_artifact
+from medssl.artifacts.model import ModelArtifact, save_model_artifact
 from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained
 from medssl.config import config_to_dict, save_config
 from medssl.data.datalist import Splits, load_datalist
@@ -29,6 +29,7 @@ from medssl.errors import CheckpointError, ConfigError
 from medssl.evaluation.evaluate import evaluate_cases
 from medssl.models import build_network
 from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
+from medssl.training.checkpoint import read_best, save_torch_file
 from medssl.training.config import TrainConfig
 from medssl.training.finetune_config import FinetuneConfig
 from medssl.training.finetune_data import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
@@ -205,8 +206,7 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
     # optimizer-state layout of checkpoints written before per-stage groups went through it.
     per_stage_lr = any(g["lr_mult"] != 1.0 for g in groups)
     best_path = out / "best.pt"
-    best = torch.load(best_path, map_location="cpu", weights_only=True) if best_path.is_file() else \
-        {"metric": float("-inf"), "step": 0, "state_dict": {}}
+    best = read_best(best_path) if best_path.is_file() else {"metric": float("-inf"), "step": 0, "state_dict": {}}
 
     def val_hook(state) -> None:
         if not state.info.is_main or (state.step % t.val_every and state.step != t.max_steps):
@@ -218,7 +218,7 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
         if metric > best["metric"] or not best["state_dict"]:
             best.update(metric=metric, step=state.step,
                         state_dict={k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()})
-            atomic_torch_save(best, best_path)
+            save_torch_file(best, best_path)
         elif t.patience and state.step - best["step"] >= t.patience * t.val_every:
             log.info("step %d: no validation gain for %d checks, stopping early (best at step %d)",
                      state.step, t.patience, best["step"])
