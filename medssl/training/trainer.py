@@ -29,6 +29,7 @@ from medssl.errors import MedsslError
 from medssl.training.checkpoint import capture_rng, load_latest_checkpoint, restore_rng, save_checkpoint
 from medssl.training.config import TrainConfig
 from medssl.training.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed
+from medssl.training import tensorboard
 from medssl.training.metrics import MetricsLogger
 from medssl.training.optim import ModelEMA, build_optimizer, build_scheduler
 
@@ -52,6 +53,7 @@ class TrainState:
     batch: Any = None  # the last micro-batch, on the device
     metrics: dict[str, float] = field(default_factory=dict)  # the last logged line
     bad_steps: int = 0  # non-finite steps skipped in total
+    tensorboard: Any = None  # rank 0's TensorBoardWriter (``.scalars(step, {"val_dice": ...})``), or None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.info.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
@@ -187,7 +189,10 @@ def fit(
     model: nn.Module = task
     if info.distributed:
         model = DistributedDataParallel(task, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-    metrics = MetricsLogger(run_dir, enabled=info.is_main, start_step=state.step, tensorboard=cfg.tensorboard)
+    metrics = MetricsLogger(run_dir, enabled=info.is_main, start_step=state.step, tensorboard=cfg.tensorboard,
+                            parts_group=tensorboard.parts_group_for(task))  # fmt: skip
+    state.tensorboard = metrics.writer
+    hooks = [*hooks, *tensorboard.attach(metrics.writer, config, cfg.preview_every or cfg.checkpoint_every)]
     try:
         _loop(state, model, batches, cfg, scaler, position, config, list(hooks), metrics, keep_checkpoints)
     finally:
