@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from medssl.data.datalist import LabeledCase, read_labeled_case
+from medssl.data.nnunet import labels_by_value
 from medssl.errors import ConfigError, InputError
 from medssl.io.scan import Scan
 from medssl.training.finetune_config import DataConfig, FinetuneConfig
@@ -47,7 +48,7 @@ def resolve_labels(cfg: FinetuneConfig) -> dict[str, str]:
             content = json.loads(path.read_text())
             labels = content.get(key) if key else content
             if isinstance(labels, dict) and labels:
-                return {str(k): str(v) for k, v in labels.items()}
+                return labels_by_value(labels, f"{name} labels")  # MSD value -> name or nnU-Net v2 name -> value
     raise ConfigError(f"no label names for {root.name or 'data'}: set data.labels (index -> name)")
 
 
