@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medssl.config import StrictModel
 from medssl.data.preprocess import PreprocessConfig
@@ -74,6 +74,15 @@ class FinetuneConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     train: FinetuneTrainConfig = FinetuneTrainConfig()
     inference: InferenceConfig = InferenceConfig()
+
+    @model_validator(mode="after")
+    def _network_fits_input(self) -> FinetuneConfig:
+        """Impossible network / crop combinations are config errors naming the keys."""
+        from medssl.models.input_check import check_network_input
+
+        sizes = {"train.crop_size": self.train.crop_size, "inference.roi_size": self.inference.roi_size}
+        check_network_input(self.model.network, self.model.kwargs, sizes, batch_size=self.train.batch_size)
+        return self
 
 
 class SweepSection(StrictModel):
