@@ -217,12 +217,9 @@ def check_label_geometry(
     if overlap <= 0:
         raise GeometryError("label and image do not overlap in space; wrong label file?", source=source)
     log.warning("%s: label grid differs from the image grid; resampled nearest-neighbour", source)
-    from scipy.ndimage import affine_transform
+    from medssl.data.label_resample import resample_label
 
-    # image voxel -> world -> label voxel
-    m = np.linalg.inv(label_affine) @ image_affine
-    return affine_transform(label, m[:3, :3], m[:3, 3], output_shape=tuple(image_shape[:3]), order=0,
-                            mode="constant", cval=0).astype(label.dtype)
+    return resample_label(label, label_affine, tuple(image_shape[:3]), image_affine)
 
 
 def _world_box(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,27 +35,25 @@ from pydicom.dataset import Dataset
 from medssl.artifacts.labels import Code, LabelVocabulary
 from medssl.atomic import atomic_write_bytes
 
-_LPS = np.diag([-1.0, -1.0, 1.0])
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name source UIDs
 
 
 def frames_from_label(label: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset]) -> np.ndarray:
-    """(n_slices, rows, cols) uint8: the label map sampled at each source slice's pixels."""
-    inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    """(n_slices, rows, cols) uint8: the label map sampled at each source slice's pixels
+    (``medssl.data.label_resample``, with each slice's pixel grid as the target grid)."""
+    from medssl.data.label_resample import resample_label
+
+    label = np.asarray(label).astype(np.uint8, copy=False)
     frames = np.zeros((len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.uint8)
     for n, ds in enumerate(datasets):
-        rows, cols = int(ds.Rows), int(ds.Columns)
         iop = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
         dr, dc = (float(v) for v in ds.PixelSpacing)
-        ipp = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
-        r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-        lps = ipp + c[..., None] * (dc * iop[:3]) + r[..., None] * (dr * iop[3:])  # [rows, cols, 3]
-        ijk = (lps @ _LPS.T) @ inv[:3, :3].T + inv[:3, 3]
-        idx = np.rint(ijk).astype(np.int64)
-        ok = np.all((idx >= 0) & (idx < np.asarray(label.shape)), axis=-1)
-        frame = np.zeros((rows, cols), dtype=np.uint8)
-        frame[ok] = label[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
-        frames[n] = frame
+        grid = np.eye(4)  # frame voxel (row r, column c, 0) -> LPS mm, then RAS
+        grid[:3, 0], grid[:3, 1] = dr * iop[3:], dc * iop[:3]
+        grid[:3, 2] = np.cross(iop[:3], iop[3:])
+        grid[:3, 3] = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
+        ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ grid
+        frames[n] = resample_label(label, affine, (int(ds.Rows), int(ds.Columns), 1), ras)[..., 0]
     return frames
 
 

@@ -116,10 +116,9 @@ def prepare_case(case: LabeledCase, cfg: FinetuneConfig, names: dict[str, str]) 
 
 
 def _to_grid(label: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], new_affine: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import affine_transform
+    from medssl.data.label_resample import resample_label
 
-    m = np.linalg.inv(affine) @ new_affine
-    return affine_transform(label, m[:3, :3], m[:3, 3], output_shape=tuple(shape), order=0, mode="constant", cval=0)
+    return resample_label(label, affine, shape, new_affine)
 
 
 def pad_to(array: np.ndarray, size: tuple[int, ...], value: float = 0.0) -> np.ndarray:

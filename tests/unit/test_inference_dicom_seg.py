@@ -178,3 +178,31 @@ def test_seg_keeps_patient_identity_only_when_asked(dicom_phantom, tmp_path):
     assert (str(ds.PatientName), ds.PatientID, ds.StudyDescription) == ("SENTINEL^PHI", "PHI-0001", "SENTINEL-STUDY")
     assert ds.SeriesDescription == "medssl segmentation" and "PatientIdentityRemoved" not in ds
     assert dciodvfy_errors(path) == []
+
+
+def test_seg_with_column_cosine_towards_anterior_is_not_mirrored(tmp_path):
+    """IOP column cosine [0, -1, 0] (rows run posterior -> anterior): the case TotalSegmentator
+    once wrote mirrored front-to-back."""
+    affine = grid_affine((1.0, 1.2, 2.0), "LAS", origin=(20.0, -30.0, 10.0))
+    label = np.zeros(SHAPE, np.uint8)
+    label[4:9, 2:6, 3:5] = 1  # near the posterior edge only: a mirror would move it to the front
+    scan = sphere_scan(affine, SHAPE, affine[:3, 3], 3.0)
+    write_dicom_series(scan.array, affine, tmp_path / "series", seed=4)
+    datasets = read_dicom_datasets(tmp_path / "series")
+    assert [round(float(v)) for v in datasets[0].ImageOrientationPatient[3:]] == [0, -1, 0]
+    path = write_dicom_seg(tmp_path / "s.dcm", label, affine, datasets, {"0": "bg", "1": "blob"}, uid_seed="z")
+    seg = hd.seg.segread(path)
+    expected = _world_points(label == 1, affine)
+    assert np.abs(_seg_world_points(seg, 1) - expected).max() < 0.01
+    assert dciodvfy_errors(path) == []
+
+
+def test_label_resampling_keeps_half_voxel_edges():
+    from medssl.data.label_resample import resample_label
+
+    label = np.arange(1, 5, dtype=np.uint8)[:, None, None]
+    shifted = np.eye(4)
+    shifted[0, 3] = -0.4  # target voxel 0 sits 0.4 voxel before the source's first centre: still inside it
+    assert resample_label(label, np.eye(4), (4, 1, 1), shifted).ravel().tolist() == [1, 2, 3, 4]
+    shifted[0, 3] = 0.6
+    assert resample_label(label, np.eye(4), (4, 1, 1), shifted).ravel().tolist() == [2, 3, 4, 0]
