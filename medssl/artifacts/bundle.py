@@ -126,8 +126,11 @@ def _postprocessing(art: ModelArtifact) -> list[dict[str, Any]]:
 
 
 def inference_config(art: ModelArtifact) -> dict[str, Any]:
+    """The bundle's inference.json. Segmentation bundles carry a full ``monai.bundle run``
+    workflow; classification bundles the network, preprocessing and softmax only (medssl
+    classifies the whole resized volume, which MONAI's bundle runner has no saver for)."""
     inf = art.inference
-    return {
+    config = {
         "imports": ["$import collections", "$import glob", "$import numpy as np", "$import torch"],
         "bundle_root": ".",
         "output_dir": "$@bundle_root + '/eval'",
@@ -149,6 +152,11 @@ def inference_config(art: ModelArtifact) -> dict[str, Any]:
         "initialize": ["$torch.set_grad_enabled(False)", "@load_weights", "$@network.eval()"],
         "run": ["$collections.deque(map(@predict, @dataset), maxlen=0)"],
     }  # fmt: skip
+    if art.task != "segmentation":
+        for key in ("output_dir", "inferer", "predict", "initialize", "run"):
+            del config[key]
+        config["postprocessing"]["transforms"] = [{"_target_": "Activationsd", "keys": "pred", "softmax": True}]
+    return config
 
 
 def metadata(art: ModelArtifact) -> dict[str, Any]:
