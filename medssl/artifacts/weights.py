@@ -7,10 +7,13 @@ Sources understood (all read with ``torch.load(weights_only=True)``):
   ``state_dict``; the encoder's keys are found inside it);
 - the public SwinUNETR SSL release layout (``model_swinvit.pt``: ``state_dict`` with
   ``module.`` keys, ``mlp.fc1/fc2`` names, rotation/contrastive/reconstruction heads);
-- plain or MONAI-bundle state dicts (``models/model.pt``), e.g. a whole SwinUNETR.
+- plain or MONAI-bundle state dicts (``models/model.pt``), e.g. a whole SwinUNETR;
+- the MONAI tutorial SSL checkpoint (``{"model": {"encoder.layers1.0.0.blocks...": ...},
+  "optimizer", "epoch"}``: its Swin stages sit one ``Sequential`` deeper, ``layersN.0.0.``,
+  and it carries a ``mask_token``).
 
 Keys are mapped explicitly: ``module.`` stripped, ``mlp.fc1/fc2`` -> ``mlp.linear1/linear2``,
-known SSL heads ignored, then one prefix alignment (strip a source prefix such as
+``layersN.0.0.`` -> ``layersN.0.``, known SSL heads and mask tokens ignored, then one prefix alignment (strip a source prefix such as
 ``swinViT.`` / ``encoder.``, add the target's) chosen by the number of keys it matches.
 Below ``min_fraction`` of the encoder's tensors loaded, :class:`CheckpointError` is raised
 with the counts. A first layer whose input channels differ is adapted with a notice.
@@ -40,7 +43,10 @@ RELEASE_HEAD_PREFIXES = SSL_HEAD_PREFIXES + ("conv.", "norm.")  # only in the re
 # Attribute names under which a whole network keeps its encoder, tried in order.
 ENCODER_ATTRS = ("swinViT", "encoder")
 STATE_DICT_KEYS = ("state_dict", "model", "network", "model_state_dict", "encoder_state_dict", "net")
-_RENAMES = ((re.compile(r"\.mlp\.fc1\."), ".mlp.linear1."), (re.compile(r"\.mlp\.fc2\."), ".mlp.linear2."))
+_RENAMES = ((re.compile(r"\.mlp\.fc1\."), ".mlp.linear1."), (re.compile(r"\.mlp\.fc2\."), ".mlp.linear2."),
+            (re.compile(r"\.(layers\d+)\.0\.0\."), r".\1.0."))  # MONAI tutorial SSL checkpoint nesting
+_TUTORIAL_NESTING = re.compile(r"(^|\.)layers\d+\.0\.0\.")
+MASK_TOKEN = "mask_token"  # masked-image pretraining's learned token: not part of the encoder downstream
 
 
 @dataclass
@@ -114,6 +120,8 @@ def _find_state_dict(obj: Any, name: str) -> tuple[dict[str, Tensor], str]:
                     return dict(inner), fmt
                 if any(k.startswith("module.") for k in inner):
                     return dict(inner), "swinvit_release"
+                if any(_TUTORIAL_NESTING.search(k) for k in inner):
+                    return dict(inner), "monai_tutorial"
                 return dict(inner), "checkpoint"
     raise CheckpointError(
         f"no state dict found (looked for a tensor dict at top level or under {', '.join(STATE_DICT_KEYS)})",
@@ -128,7 +136,7 @@ def normalize_keys(sd: dict[str, Tensor], source_format: str = "plain") -> tuple
     ignored: list[str] = []
     for key, value in sd.items():
         new = key.removeprefix("module.")
-        if new.startswith(heads):
+        if new.startswith(heads) or new.rsplit(".", 1)[-1] == MASK_TOKEN:
             ignored.append(key)
             continue
         for pattern, repl in _RENAMES:

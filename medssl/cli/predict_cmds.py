@@ -44,6 +44,9 @@ def register(sub) -> None:
                    help="hash every case id and source path component (case-<hash>); by default only names "
                    "holding the scan's own PatientName / PatientID are hashed")
     p.add_argument("--no-dicom-seg", action="store_true", help="do not write DICOM SEG for DICOM inputs")
+    p.add_argument("--keep-patient-identity", action="store_true",
+                   help="copy the source series' patient and study modules (name, ID, dates, descriptions) into "
+                   "CASE_seg.dcm; default: the SEG is de-identified (PS3.15 basic profile, UIDs kept)")
     p.add_argument("--no-preview", action="store_true", help="do not write CASE.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run, usage_error=p.error)
@@ -85,6 +88,7 @@ def _predict(args: argparse.Namespace, predictor, cases: list) -> int:
         raise ConfigError("no inputs found (expected NIfTI files, DICOM folders, zips or a manifest.jsonl)")
     opts = BatchOptions(output=args.output, resume=args.resume, save_probabilities=args.save_probabilities,
                         dicom_seg=not args.no_dicom_seg, preview=not args.no_preview, workers=args.workers,
+                        keep_patient_identity=args.keep_patient_identity,
                         part=args.part, of=args.of, allow_resample=args.allow_resample,
                         progress=not (args.no_progress or args.quiet), pseudonymize=args.pseudonymize)  # fmt: skip
     log.info("predict: %d input(s)%s on %s, model %s", len(cases),

@@ -54,6 +54,7 @@ class BatchOptions:
     resume: bool = False  # --continue
     save_probabilities: bool = False
     dicom_seg: bool = True
+    keep_patient_identity: bool = False  # DICOM SEG copies the source's Patient and Study modules
     preview: bool = True
     workers: int = 2  # reading + preprocessing threads; 0 = all in the main thread
     allow_resample: bool = False  # read_scan resamples tilted / unevenly spaced DICOM series
@@ -93,6 +94,7 @@ def settings_hash(predictor: Predictor, opts: BatchOptions) -> str:
         "preview": opts.preview,
         "allow_resample": opts.allow_resample,
         **({"pseudonymize": True} if opts.pseudonymize else {}),  # absent when off: old records still match
+        **({"keep_patient_identity": True} if opts.keep_patient_identity else {}),  # old runs keep their hash
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -234,7 +236,8 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
         try:
             extra, record.outputs = write_case_outputs(predictor, loaded.scan, loaded.prepared, loaded.datasets, opts.output,
                                                        save_probabilities=opts.save_probabilities, preview=opts.preview,
-                                                       input_sha256=loaded.input_hash)  # fmt: skip
+                                                       input_sha256=loaded.input_hash,
+                                                       keep_patient_identity=opts.keep_patient_identity)  # fmt: skip
             row.update(status="ok", **extra)
         except OSError as err:
             if output_write_error(err, opts.output) is not None:
@@ -286,6 +289,7 @@ def _run_record(predictor: Predictor, opts: BatchOptions, summary: BatchSummary,
             "part": opts.part,
             "of": opts.of,
             "dicom_seg": opts.dicom_seg,
+            "keep_patient_identity": opts.keep_patient_identity,
             "preview": opts.preview,
             "allow_resample": opts.allow_resample,
             "pseudonymize": opts.pseudonymize,

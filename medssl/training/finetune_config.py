@@ -117,6 +117,17 @@ class FinetuneConfig(StrictModel):
         return self.model.encoder.spec()
 
 
+    @model_validator(mode="after")
+    def _network_fits_input(self) -> FinetuneConfig:
+        """Impossible network / crop combinations are config errors naming the keys."""
+        from medssl.models.input_check import check_network_input
+
+        sizes = {"train.crop_size": self.train.crop_size, "inference.roi_size": self.inference.roi_size}
+        spec = {k: v for k, v in self.model.network_spec().items() if k != "name"}
+        check_network_input(self.model.network, spec, sizes, batch_size=self.train.batch_size)
+        return self
+
+
 class SweepSynth(StrictModel):
     """Phantom cohorts the sweep generates itself (OUT/data/labeled and OUT/data/unlabeled,
     disjoint subjects), so the benchmark needs no data: ``data.root`` and

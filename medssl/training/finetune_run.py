@@ -213,6 +213,8 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
             return
         metric = validate(network)
         log.info("step %d validation %.4f", state.step, metric)
+        if state.tensorboard is not None:
+            state.tensorboard.scalars(state.step, {"val_metric": metric})
         with (out / "val.jsonl").open("a") as fh:
             fh.write(json.dumps({"step": state.step, "val_metric": metric}) + "\n")
         if metric > best["metric"] or not best["state_dict"]:

@@ -29,6 +29,7 @@ from medssl.errors import MedsslError
 from medssl.training.checkpoint import capture_rng, load_latest_checkpoint, restore_rng, save_checkpoint
 from medssl.training.config import TrainConfig
 from medssl.training.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed
+from medssl.training import tensorboard
 from medssl.training.metrics import MetricsLogger
 from medssl.training.optim import ModelEMA, build_optimizer, build_scheduler
 
@@ -54,6 +55,7 @@ class TrainState:
     bad_steps: int = 0  # non-finite steps skipped in total
     logger: MetricsLogger | None = None  # hooks may log extra values with it (rank 0)
     stop: bool = False  # a hook sets it to end training after this step (early stopping)
+    tensorboard: Any = None  # rank 0's TensorBoardWriter (``.scalars(step, {"val_dice": ...})``), or None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.info.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
@@ -191,8 +193,11 @@ def fit(
     model: nn.Module = task
     if info.distributed:
         model = DistributedDataParallel(task, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-    metrics = MetricsLogger(run_dir, enabled=info.is_main, start_step=state.step, tensorboard=cfg.tensorboard)
+    metrics = MetricsLogger(run_dir, enabled=info.is_main, start_step=state.step, tensorboard=cfg.tensorboard,
+                            parts_group=tensorboard.parts_group_for(task))  # fmt: skip
+    state.tensorboard = metrics.writer
     state.logger = metrics
+    hooks = [*hooks, *tensorboard.attach(metrics.writer, config, cfg.preview_every or cfg.checkpoint_every)]
     try:
         _loop(state, model, batches, cfg, scaler, position, config, list(hooks), metrics, keep_checkpoints)
     finally:

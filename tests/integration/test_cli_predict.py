@@ -182,6 +182,19 @@ def test_inputs_with_the_same_name_keep_their_own_outputs(cohort, bone_model, tm
     assert _snapshot(out) == before
 
 
+def test_seg_is_deidentified_unless_asked(cohort, bone_model, tmp_path):
+    series = cohort / "studies" / "dicom" / "phantom_004"
+    for flags, name in (([], "ANON"), (["--keep-patient-identity"], "PHANTOM")):
+        out = tmp_path / f"out{len(flags)}"
+        argv = ["-q", "predict", "--model", str(bone_model), "--input", str(series), "--output", str(out),
+                "--no-preview", *flags]  # fmt: skip
+        assert main(argv) == EXIT_OK
+        (seg_path,) = out.glob("*_seg.dcm")
+        seg = pydicom.dcmread(seg_path)
+        assert seg.PatientName.family_name == name and seg.SeriesDescription == "medssl segmentation"
+        assert seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "medssl"
+
+
 def test_internal_errors_keep_their_message_out_of_the_results(cohort, bone_model, tmp_path, monkeypatch, caplog):
     def leaky(*a, **k):
         raise ValueError("bad tag value 'SENTINEL^PHI^DONOTLEAK'")
