@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "pretrain" / "smoke.yaml")
 FT_SMOKE = str(REPO / "configs" / "finetune" / "smoke_seg.yaml")
-FT_FAST = ["model.network=cnn_unet", "model.kwargs={encoder: cnn, encoder_kwargs: {channels: [4, 8, 16]}}",
-           "model.encoder=cnn", "train.crop_size=[16,16,16]", "train.warmup_steps=1", "train.checkpoint_every=2",
+FT_FAST = ["model.network=cnn_unet", "model.encoder={name: cnn, channels: [4, 8, 16]}",
+           "train.crop_size=[16,16,16]", "train.warmup_steps=1", "train.checkpoint_every=2",
            "train.val_every=2", "train.log_every=2"]  # fmt: skip
 
 
