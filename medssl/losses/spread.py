@@ -23,10 +23,13 @@ def variance_covariance(features: Tensor, target_std: float = 1.0, eps: float = 
     return var_term, off.square().sum() / c
 
 
-def sample_voxels(feature: Tensor, n: int, gen: torch.Generator | None = None) -> Tensor:
-    """(B, C, X, Y, Z) -> (min(n, B*X*Y*Z), C): voxels drawn without replacement."""
+def sample_voxels(feature: Tensor, n: int, gen: torch.Generator | None = None, where: Tensor | None = None) -> Tensor:
+    """(B, C, X, Y, Z) -> (min(n, M), C): M voxels (those where ``where`` (B, 1, X, Y, Z) bool
+    is true, else all) drawn without replacement."""
     c = feature.shape[1]
-    flat = feature.transpose(0, 1).reshape(c, -1)  # [C, M]
+    flat = feature.transpose(0, 1).reshape(c, -1)  # [C, B*X*Y*Z]
+    if where is not None:
+        flat = flat[:, where.transpose(0, 1).reshape(-1)]
     m = flat.shape[1]
     if m <= n:
         return flat.T

@@ -77,6 +77,7 @@ class SpreadConfig(StrictModel):
     covariance: float = Field(1.0, ge=0)  # weight of the covariance term relative to the variance term
     target_std: float = Field(1.0, gt=0)  # channels below this spread are pushed up
     voxels: int = Field(4096, ge=16)  # voxels sampled per stage and step
+    visible_only: bool = True  # only voxels the encoder saw (not masked by inpainting)
 
 
 class TasksConfig(StrictModel):

@@ -106,7 +106,7 @@ class SSLTask(nn.Module):
             total = total + self.cfg.contrastive.weight * res["contrastive"]
             losses["contrastive"] = res["contrastive"].detach()
         if self.spread is not None:
-            res = self.spread(features, gen)
+            res = self.spread(features, gen, mask if self.inpaint is not None else None)
             total = total + self.cfg.spread.weight * res["spread"]
             losses["spread"] = res["spread"].detach()
         if self.rotation is not None:
