@@ -30,7 +30,7 @@ class PreparedCase:
     affine: np.ndarray  # of the preprocessed grid
     label: np.ndarray | None = None  # (X, Y, Z) int64 target indices on the same grid
     cls: int | None = None
-    foreground: np.ndarray | None = None  # (N, 3) voxel indices of label > 0
+    foreground: dict[int, np.ndarray] | None = None  # label value -> (N, 3) voxel indices, label > 0
 
 
 def resolve_labels(cfg: FinetuneConfig) -> dict[str, str]:
@@ -108,7 +108,9 @@ def prepare_case(case: LabeledCase, cfg: FinetuneConfig, names: dict[str, str]) 
         same = array.shape[1:] == raw_label.shape and np.allclose(affine, new_affine, atol=1e-3)
         on_grid = raw_label if same else _to_grid(raw_label, affine, array.shape[1:], new_affine)
         prepared.label = _remap(on_grid, cfg.data, len(names), case.case_id)
-        prepared.foreground = np.argwhere(prepared.label > 0).astype(np.int32)
+        fg = np.argwhere(prepared.label > 0).astype(np.int32)
+        values = prepared.label[tuple(fg.T)]
+        prepared.foreground = {int(v): fg[values == v] for v in np.unique(values)}
     else:
         prepared.cls = _class_index(case, raw_label, cfg, names)
     _CACHE[key] = prepared
@@ -131,13 +133,17 @@ def sample_crops(
     cases: list[PreparedCase], n: int, size: tuple[int, int, int], pos_fraction: float, rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` random crops: image (n, C, *size) float32, label (n, 1, *size) int64; a
-    ``pos_fraction`` share is centred on a random foreground voxel."""
+    ``pos_fraction`` share is centred on a foreground voxel of a class drawn uniformly among
+    the case's foreground classes (as nnU-Net oversamples), so small structures next to a
+    large one (kidney beside liver) are seen as often."""
     images, labels = [], []
     for _ in range(n):
         case = cases[int(rng.integers(len(cases)))]
         img, lab = pad_to(case.image, size), pad_to(case.label[None], size)[0]  # type: ignore[index]
         shape = np.array(lab.shape)
-        fg = case.foreground if case.foreground is not None and rng.random() < pos_fraction else np.empty((0, 3))
+        fg = np.empty((0, 3))
+        if case.foreground and rng.random() < pos_fraction:
+            fg = case.foreground[sorted(case.foreground)[int(rng.integers(len(case.foreground)))]]
         centre = fg[int(rng.integers(len(fg)))] if len(fg) else rng.integers(0, shape)
         start = np.clip(centre - np.array(size) // 2, 0, shape - np.array(size))
         sl = tuple(slice(int(s), int(s) + d) for s, d in zip(start, size))
