@@ -9,7 +9,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -17,6 +17,7 @@ from pydicom.errors import InvalidDicomError
 
 from medssl.errors import CorruptFileError, InputError, MedsslError, NotAScanError, UnsupportedInputError
 from medssl.io.limits import ReadLimits
+from medssl.io.notes import note
 from medssl.io.phi import is_uid_hash, uid_hash
 from medssl.io.scan import SeriesInfo
 from medssl.io.sources import Member, check_member_size
@@ -33,6 +34,18 @@ NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
 }
 LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "SURVEY"})
+# Elements the image is built from: one that cannot be decoded makes the file corrupt. Any
+# other undecodable element is dropped (medssl never uses it), so no lazy pydicom error can
+# surface later, outside the read.
+ESSENTIAL = frozenset({
+    "SOPClassUID", "Modality", "SeriesInstanceUID", "ImageType", "InstanceNumber", "ImagesInAcquisition",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "SamplesPerPixel",
+    "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+    "NumberOfFrames", "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "PixelData",
+    "FloatPixelData", "DoubleFloatPixelData", "SeriesNumber", "FrameOfReferenceUID",
+})  # fmt: skip
+MAX_SEQUENCE_DEPTH = 8
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 _QUIET_LOCK = threading.RLock()
@@ -83,6 +96,16 @@ def _quiet() -> Iterator[None]:
         pd_log.disabled = saved_disabled
 
 
+def tag_value(ds: Dataset, keyword: str) -> Any:
+    """``ds.get(keyword)``, with a value pydicom cannot decode (unknown VR, wrong length)
+    read as None: files go through ``decode_all`` first, so this only guards datasets built
+    in memory."""
+    try:
+        return ds.get(keyword)
+    except Exception:  # noqa: BLE001 - pydicom decodes lazily and raises many types
+        return None
+
+
 def tag_float(ds: Dataset, keyword: str) -> float | None:
     """A numeric tag (the first value if several): None when absent or empty; ValueError
     when malformed or not finite."""
@@ -93,7 +116,7 @@ def tag_float(ds: Dataset, keyword: str) -> float | None:
         if not isinstance(value, (str, bytes, int, float)):
             value = value[0]
         number = float(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except Exception:  # noqa: BLE001 - lazy decoding errors of pydicom, bad types, overflow
         number = float("nan")
     if not math.isfinite(number):
         raise ValueError(f"{keyword} is malformed or not finite")
@@ -115,7 +138,7 @@ def required_int(ds: Dataset, keyword: str, where: str) -> int:
     naming the tag and the file, never the value."""
     try:
         value = int(ds.get(keyword))
-    except (TypeError, ValueError, OverflowError):
+    except Exception:  # noqa: BLE001 - lazy decoding errors of pydicom, bad types, overflow
         value = 0
     if value <= 0:
         raise CorruptFileError(f"{keyword} is missing or malformed", source=where)
@@ -127,7 +150,9 @@ def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> D
     check_member_size(member, limits)
     try:
         with quiet_pydicom(), member.open() as f:
-            return pydicom.dcmread(f, stop_before_pixels=headers_only)
+            ds = pydicom.dcmread(f, stop_before_pixels=headers_only)
+            decode_all(ds, member.name)
+            return ds
     except InvalidDicomError as err:
         raise NotAScanError("not a DICOM file (no DICM preamble or file meta)", source=member.name) from err
     except RecursionError as err:
@@ -142,6 +167,49 @@ def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> D
         ) from err
 
 
+def decode_all(ds: Dataset, where: str, depth: int = 0) -> None:
+    """Decode every element now, inside the read's error handling: an essential element that
+    cannot be decoded is CorruptFileError naming its keyword; any other one is dropped."""
+    if depth > MAX_SEQUENCE_DEPTH:
+        raise CorruptFileError("DICOM sequences nested too deeply", source=where)
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+            if depth == 0:
+                _check_vr(elem, where)
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    decode_all(item, where, depth + 1)
+        except MedsslError:
+            raise
+        except Exception as err:  # noqa: BLE001 - pydicom raises many types on broken elements
+            keyword = pydicom.datadict.keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            if depth == 0 and keyword in ESSENTIAL:
+                raise CorruptFileError(f"{keyword} cannot be decoded ({err.__class__.__name__})",
+                                       source=where) from err  # fmt: skip
+            del ds[tag]
+            log.debug("%s: dropped undecodable element %s", where, keyword)
+    meta = getattr(ds, "file_meta", None)
+    if depth == 0 and meta is not None:
+        for tag in list(meta.keys()):
+            try:
+                meta[tag]
+            except Exception as err:  # noqa: BLE001
+                raise CorruptFileError(f"file meta element ({tag >> 16:04X},{tag & 0xFFFF:04X}) cannot be "
+                                       f"decoded ({err.__class__.__name__})", source=where) from err  # fmt: skip
+
+
+def _check_vr(elem: pydicom.DataElement, where: str) -> None:
+    """An essential element stored under another VR than the dictionary's (explicit VR files)
+    decodes to a wrong value without any error: text '1.0' read as US is 11825."""
+    if elem.keyword not in ESSENTIAL or elem.VR == "UN":
+        return
+    expected = pydicom.datadict.dictionary_VR(elem.tag).split(" or ")
+    if elem.VR not in expected:
+        raise CorruptFileError(f"{elem.keyword} is stored as VR {elem.VR}, not {' or '.join(expected)}",
+                               source=where)  # fmt: skip
+
+
 def classify(ds: Dataset) -> tuple[str, str | None]:
     """('image' | 'localizer' | non-image kind, reason it is skipped or None)."""
     sop = str(ds.get("SOPClassUID", ""))
@@ -151,7 +219,8 @@ def classify(ds: Dataset) -> tuple[str, str | None]:
         return kind, f"{kind} is not an image series"
     if "Rows" not in ds or "Columns" not in ds:
         return "non-image", "object holds no image"
-    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    image_type = ds.get("ImageType") or []
+    image_type = {str(v).upper() for v in ([image_type] if isinstance(image_type, str) else image_type)}
     if image_type & LOCALIZER_TYPES:
         return "localizer", "localizer / scout image"
     return "image", None
@@ -239,11 +308,12 @@ def select_series(scan: FolderScan, series_uid: str | None, source: str) -> Seri
         raise NotAScanError(f"no DICOM image series found{' (' + skipped + ')' if skipped else ''}", source=source)
     chosen = images[0]
     if len(images) > 1:
-        log.info("%s: %d image series; reading the largest, %s (%s, %d files); pick another with --series",
-                 source, len(images), chosen.uid_hash, chosen.modality, len(chosen.items))  # fmt: skip
+        note(log, logging.INFO, "%s: %d image series; reading the largest, %s (%s, %d files); pick another "
+             "with --series", source, len(images), chosen.uid_hash, chosen.modality, len(chosen.items))  # fmt: skip
     for g in scan.groups:
         if g.kind != "image":
-            log.info("%s: skipped series %s (%d files): %s", source, g.uid_hash, len(g.items), g.skipped_reason)
+            note(log, logging.INFO, "%s: skipped series %s (%d files): %s", source, g.uid_hash, len(g.items),
+                 g.skipped_reason)  # fmt: skip
     return chosen
 
 

@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medssl.errors import GeometryError, InputError, LimitExceededError
+from medssl.errors import CorruptFileError, GeometryError, InputError, LimitExceededError, NotAScanError
 from medssl.io.dicom_geometry import TILT_TOL_DEG, StackGeometry, stack_geometry
-from medssl.io.dicom_headers import (FolderScan, SeriesGroup, group_series, optional_float, read_dataset,
+from medssl.io.dicom_headers import (DICOM_SUFFIXES, FolderScan, SeriesGroup, group_series, optional_float, read_dataset,
                                      required_int, select_series)  # fmt: skip
-from medssl.io.dicom_pixels import slice_pixels
+from medssl.io.dicom_pixels import check_decoder, check_pixel_length, slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
-from medssl.io.limits import ReadLimits
+from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, check_budget
+from medssl.io.notes import note
 from medssl.io.phi import HIDDEN, is_phi_element, phi_from_dataset, uid_hash
 from medssl.io.scan import Scan
 from medssl.io.sources import Member, read_zip, walk_folder
@@ -36,14 +37,26 @@ def dicom_members(path: Path, limits: ReadLimits) -> list[Member]:
 def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits,
                    members: list[Member] | None = None) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
     found = group_series(dicom_members(path, limits) if members is None else members, limits)
+    # Files that fail to read and may be slices: DICOM-like ones, and any named as DICOM (a
+    # damaged preamble reads as "not DICOM"); other stray files are skipped.
+    broken = [f for f in found.failed if f[1] != NotAScanError.code or f[0].lower().endswith(DICOM_SUFFIXES)]
+    if broken and found.groups and not limits.skip_corrupt_slices:
+        name, _, reason = broken[0]
+        raise CorruptFileError(f"{len(broken)} file(s) here cannot be read (first: {name}: {reason}); a corrupt "
+                               "slice would leave the volume short, so nothing was read: fix or remove the "
+                               f"file(s), or read without them with ${SKIP_CORRUPT_ENV}=1 "
+                               "(ReadLimits.skip_corrupt_slices)", source=path.name)  # fmt: skip
     if found.failed and found.groups:
-        log.warning("%s: %d file(s) could not be read as DICOM and were skipped (first: %s: %s)",
-                    path.name, len(found.failed), found.failed[0][0], found.failed[0][2])  # fmt: skip
+        note(log, logging.WARNING, "%s: %d file(s) could not be read as DICOM and were skipped (first: %s: %s)",
+             path.name, len(found.failed), found.failed[0][0], found.failed[0][2])  # fmt: skip
     return found, select_series(found, series_uid, path.name)
 
 
-def _sorted_datasets(group: SeriesGroup, limits: ReadLimits,
-                     where: str) -> tuple[list[Dataset], list[str], StackGeometry]:  # fmt: skip
+def _sorted_datasets(group: SeriesGroup, limits: ReadLimits, where: str,
+                     volume_copies: int = 0) -> tuple[list[Dataset], list[str], StackGeometry]:  # fmt: skip
+    """The series' full datasets in slice order, after the headers alone have passed the
+    geometry checks and the memory budget (the files' bytes plus ``volume_copies`` float32
+    volumes, more when a resample will be needed)."""
     names = [m.name for m, _ in group.items]
     head = group.items[0][1]
     dims = (required_int(head, "Columns", names[0]), required_int(head, "Rows", names[0]), len(group.items))
@@ -53,9 +66,15 @@ def _sorted_datasets(group: SeriesGroup, limits: ReadLimits,
                                  source=where)  # fmt: skip
     if len(group.items) == 1:  # report a broken or undecodable file before "2D only"
         slice_pixels(read_dataset(group.items[0][0], limits, headers_only=False), names[0])
-    geo = stack_geometry([ds for _, ds in group.items], names, group.uid_hash, where)
+    geo = stack_geometry([ds for _, ds in group.items], names, group.uid_hash, where, limits)
+    copies = volume_copies + (volume_copies and (geo.uneven or geo.tilt_deg > TILT_TOL_DEG))
+    check_budget(sum(m.size for m, _ in group.items) + copies * 4 * int(np.prod(dims, dtype=np.int64)),
+                 f"series {group.uid_hash} ({dims[0]}x{dims[1]}x{dims[2]})", where, limits)  # fmt: skip
     members = [group.items[i][0] for i in geo.order]
     datasets = [read_dataset(m, limits, headers_only=False) for m in members]
+    for ds, m in zip(datasets, members):  # before the volume is allocated from Rows x Columns
+        check_decoder(ds, m.name)
+        check_pixel_length(ds, m.name)
     return datasets, [m.name for m in members], geo
 
 
@@ -72,7 +91,7 @@ def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reve
                limits: ReadLimits, case_id: str, members: list[Member] | None = None) -> Scan:  # fmt: skip
     """``members``: the folder's files when the caller has walked it already."""
     found, group = _chosen_series(path, series_uid, limits, members)
-    datasets, names, geo = _sorted_datasets(group, limits, path.name)
+    datasets, names, geo = _sorted_datasets(group, limits, path.name, volume_copies=1 + allow_resample)
     head = datasets[0]
     cols, rows = required_int(head, "Columns", names[0]), required_int(head, "Rows", names[0])
     volume = np.empty((cols, rows, len(datasets)), dtype=np.float32)
@@ -101,7 +120,7 @@ def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
                                 source=where)  # fmt: skip
         volume = undo_tilt(volume, geo)
         done.append(f"gantry tilt {geo.tilt_deg:.2f} deg removed")
-    step = (geo.offsets[-1] - geo.offsets[0]) / (n - 1)
+    step = geo.step
     if geo.uneven:
         gaps = np.diff(geo.offsets)
         if not allow_resample:
@@ -111,7 +130,7 @@ def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
         volume = resample_along_normal(volume, geo.offsets, regular_offsets(geo.offsets, step))
         done.append(f"uneven slice spacing ({gaps.min():.3g}-{gaps.max():.3g} mm) resampled to {step:.3g} mm")
     for what in done:
-        log.warning("series %s: %s", series, what)
+        note(log, logging.WARNING, "series %s: %s", series, what)
     return volume, geo.affine(step=step), done
 
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from medssl.errors import CorruptFileError, LimitExceededError, NotAScanError, UnsupportedInputError
-from medssl.io.limits import ReadLimits
+from medssl.io.limits import ReadLimits, raise_hint
 
 # Files that are never scans; skipped silently when walking a folder.
 IGNORED_SUFFIXES = frozenset(
@@ -56,25 +56,42 @@ def walk_folder(
     """Files under ``root`` (sorted, hidden files and obvious non-scans left out); only the
     folder's own files when ``recursive`` is False."""
     members: list[Member] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        for filename in sorted(filenames):
-            path = Path(dirpath) / filename
-            rel = path.relative_to(root).as_posix()
+    stack = [(root, 0)]  # an explicit stack: no recursion, however deep the tree
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            raise NotAScanError(f"cannot list a folder ({err.__class__.__name__})",
+                                source=_rel(folder, root)) from err  # fmt: skip
+        subdirs = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=True):
+                if recursive and not entry.name.startswith("."):
+                    subdirs.append(Path(entry.path))
+                continue
+            path = Path(entry.path)
+            rel = _rel(path, root)
             if _is_ignored(rel) or (is_nifti_name(rel) and not include_nifti):
                 continue
             if len(members) >= limits.max_files:
-                raise LimitExceededError(
-                    f"folder holds more than {limits.max_files} files; point at one series "
-                    "folder or raise ReadLimits.max_files",
-                    source=root.name,
-                )
+                raise LimitExceededError(f"folder holds more than {limits.max_files} files; point at one series "
+                                         f"folder or {raise_hint('max_files')}", source=root.name)  # fmt: skip
             try:
-                size = path.stat().st_size
+                size = entry.stat().st_size
             except OSError:
                 continue  # vanished or a dangling link
             members.append(Member(name=rel, size=size, path=path))
+        if subdirs and depth + 1 > limits.max_depth:
+            raise LimitExceededError(f"folders nested more than {limits.max_depth} levels deep; point at the "
+                                     f"series folder or {raise_hint('max_depth')}", source=root.name)  # fmt: skip
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
+    members.sort(key=lambda m: m.name)
     return members
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path != root else root.name
 
 
 def check_member_size(member: Member, limits: ReadLimits) -> None:
