@@ -20,6 +20,7 @@ ORIENTATION_TOL = 1e-3  # max difference between direction cosines of two slices
 ORTHONORMAL_TOL = 1e-2  # IOP vectors this close to unit length and perpendicular are orthonormalised
 SPACING_RTOL = 0.05  # a slice further than this (x step) from the fitted regular line counts as uneven
 TILT_TOL_DEG = 0.1  # slice positions drifting sideways by more than this angle = gantry tilt
+MAX_POSITION_MM = 1e9  # positions further out are garbage (and would overflow the sums below)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -115,8 +116,9 @@ def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where
     positions = np.stack([_floats(ds, "ImagePositionPatient", 3, n) for ds, n in zip(datasets, names)])
     with np.errstate(all="ignore"):
         offsets = positions @ normal
-    if not np.isfinite(offsets).all() or np.abs(positions).max() > 1e7:
-        raise GeometryError(f"series {series}: ImagePositionPatient is implausible (beyond 10 km)", source=where)
+    if not np.isfinite(offsets).all() or np.abs(positions).max() > MAX_POSITION_MM:
+        raise GeometryError(f"series {series}: ImagePositionPatient up to {np.abs(positions).max():.3g} mm from "
+                            "the origin is implausible", source=where)  # fmt: skip
     order = [int(i) for i in np.argsort(offsets, kind="stable")]
     positions, offsets = positions[order], offsets[order]
     gaps = np.diff(offsets)

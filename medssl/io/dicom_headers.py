@@ -226,6 +226,15 @@ def classify(ds: Dataset) -> tuple[str, str | None]:
     return "image", None
 
 
+def _image_sop_class(ds: Dataset) -> bool:
+    """Whether the file says it holds an image (e.g. 'CT Image Storage'), in its file meta or dataset."""
+    meta = getattr(ds, "file_meta", None)
+    for value in (ds.get("SOPClassUID"), meta.get("MediaStorageSOPClassUID") if meta is not None else None):
+        if isinstance(value, str) and value and pydicom.uid.UID(value).name.endswith("Image Storage"):
+            return True
+    return False
+
+
 @dataclass
 class SeriesGroup:
     uid: str
@@ -268,11 +277,20 @@ def group_series(members: list[Member], limits: ReadLimits) -> FolderScan:
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         kind, reason = classify(ds)
+        if kind == "non-image" and _image_sop_class(ds):
+            failed.append((member.name, CorruptFileError.code, "image file without Rows/Columns (truncated?)"))
+            continue
         key = f"{uid}|{kind if kind != 'image' else ''}"
         group = by_uid.get(key)
         if group is None:
             group = by_uid[key] = SeriesGroup(uid, uid_hash(uid) or "no-uid", kind, reason)
         group.items.append((member, ds))
+    image_uids = {g.uid for g in by_uid.values() if g.kind == "image"}
+    for key, group in list(by_uid.items()):
+        if group.kind == "non-image" and group.uid in image_uids:  # a slice of an image series, cut short
+            failed.extend((m.name, CorruptFileError.code, "image header without Rows/Columns (truncated?)")
+                          for m, _ in group.items)  # fmt: skip
+            del by_uid[key]
     groups = sorted(by_uid.values(), key=lambda g: (g.kind != "image", -len(g.items), g.uid_hash))
     return FolderScan(groups, failed)
 

@@ -203,7 +203,7 @@ SYNTAXES = ["1.2.3.4", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.5", "1.2.840
 def _mutate_dicom_file(path: Path, name: str, rng: np.random.Generator) -> None:
     ds = pydicom.dcmread(path)
     if name == "transfer_syntax":
-        path.write_bytes(_claiming_syntax(ds, SYNTAXES[int(rng.integers(len(SYNTAXES)))]))
+        path.write_bytes(claiming_syntax(ds, SYNTAXES[int(rng.integers(len(SYNTAXES)))]))
         return
     if name == "raw_element":
         path.write_bytes(raw_element_damage(path.read_bytes(), rng))
@@ -212,7 +212,7 @@ def _mutate_dicom_file(path: Path, name: str, rng: np.random.Generator) -> None:
     ds.save_as(path, enforce_file_format=False)
 
 
-def _claiming_syntax(ds: Dataset, syntax: str) -> bytes:
+def claiming_syntax(ds: Dataset, syntax: str) -> bytes:
     """The file encoded explicit VR little endian while its file meta claims ``syntax``."""
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     buf = io.BytesIO()
