@@ -135,17 +135,19 @@ def test_transfer_syntax_that_is_not_one_is_unsupported(series, syntax):
 def test_folder_nested_a_thousand_levels(tmp_path, sorted_slices):
     deep = leaf = tmp_path / "deep"
     deep.mkdir()
-    for _ in range(1000):  # one level at a time: Path.mkdir(parents=True) itself recurses
-        leaf = leaf / "d"
-        leaf.mkdir()
-    shutil.copy(sorted_slices[0], leaf / "x.dcm")
-    _fails(LimitExceededError, deep, "nested more than 64 levels")
-    with pytest.raises(LimitExceededError):
-        probe(deep)
-    (leaf / "x.dcm").unlink()
-    while leaf != deep:  # bottom up: shutil.rmtree recurses too
-        leaf.rmdir()
-        leaf = leaf.parent
+    try:
+        for _ in range(1000):  # one level at a time: Path.mkdir(parents=True) itself recurses
+            leaf = leaf / "d"
+            leaf.mkdir()
+        shutil.copy(sorted_slices[0], leaf / "x.dcm")
+        _fails(LimitExceededError, deep, "nested more than 64 levels")
+        with pytest.raises(LimitExceededError):
+            probe(deep)
+    finally:  # bottom up: shutil.rmtree (and so pytest's clean-up of old runs) recurses too
+        (leaf / "x.dcm").unlink(missing_ok=True)
+        while leaf != deep:
+            leaf.rmdir()
+            leaf = leaf.parent
 
 
 def _nifti(real_data: Path, tmp_path: Path, edit, name: str = "case.nii") -> Path:
