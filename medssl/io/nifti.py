@@ -174,13 +174,14 @@ def _read_voxels(path: Path, offset: int, nbytes: int) -> bytearray:
     return buf
 
 
-def _to_float32(stored: np.ndarray, header: nib.Nifti1Header, name: str) -> np.ndarray:
-    """Stored values with scl_slope/scl_inter applied (nibabel's rules), one slab at a time."""
-    try:
-        slope, inter = header.get_slope_inter()
-    except Exception as err:  # noqa: BLE001 - nibabel: a valid slope with an invalid intercept
-        raise CorruptFileError(f"scl_slope / scl_inter are invalid ({err.__class__.__name__})", source=name) from err
-    slope, inter = 1.0 if slope is None else float(slope), 0.0 if inter is None else float(inter)
+def _to_float32(stored: np.ndarray, img: nib.Nifti1Image, name: str) -> np.ndarray:
+    """Stored values with scl_slope/scl_inter applied, one slab at a time. The scaling is
+    nibabel's reading of the header (slope 0 or not finite: none), which on load moves it
+    from the header into the image's data proxy."""
+    slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+    slope, inter = float(1.0 if slope is None else slope), float(0.0 if inter is None else inter)
+    if not (np.isfinite(slope) and np.isfinite(inter)):
+        raise CorruptFileError("scl_slope / scl_inter are not finite", source=name)
     out = np.empty(stored.shape, dtype=np.float32, order="F")
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(stored.shape[2]):
@@ -197,7 +198,7 @@ def read_nifti(path: Path, *, limits: ReadLimits, case_id: str) -> Scan:
     check_budget(n * dtype.itemsize + n * 4, f"reading {head.shape} voxels of {dtype}", path.name, limits)
     buf = _read_voxels(path, head.offset, n * dtype.itemsize)
     stored = np.frombuffer(buf, dtype=dtype, count=n).reshape(head.shape, order="F")
-    data = _to_float32(stored, header, path.name)
+    data = _to_float32(stored, head.img, path.name)
     del stored, buf
     if not np.isfinite(data).all():
         raise InputError("volume holds NaN or infinite values", source=path.name, code="non_finite")

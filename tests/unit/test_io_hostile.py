@@ -189,6 +189,12 @@ def test_bad_vox_offset_is_corrupt_never_header_bytes_as_voxels(real_data, tmp_p
     _fails(CorruptFileError, _nifti(real_data, tmp_path, _set("vox_offset", offset)), "vox_offset")
 
 
+def test_nifti_scaling_is_applied_as_nibabel_does(real_data, tmp_path):
+    path = _nifti(real_data, tmp_path, lambda hdr: hdr.set_slope_inter(0.5, -100.0), "scaled.nii.gz")
+    np.testing.assert_array_equal(read_scan(path).array, nib.load(path).get_fdata(dtype=np.float32))
+    assert read_scan(path).array.min() == -100.0
+
+
 def test_rows_columns_4000_fail_before_allocating(series):
     for path in _files(series):
         _edit(path, Rows=4000, Columns=4000)
