@@ -83,16 +83,18 @@ def _dicom_header(group: SeriesGroup, fallback: str, fmt: str, limits: ReadLimit
                         group.skipped_reason, where, fmt, first)  # fmt: skip
 
 
-def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool = True) -> ProbeResult:
+def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool = True,
+          include_nifti: bool = True) -> ProbeResult:  # fmt: skip
     """Headers only. A NIfTI file gives one entry; a folder gives every DICOM series (any
-    depth, or its own files only when ``recursive`` is False) and every NIfTI file in it; a
+    depth, or its own files only when ``recursive`` is False) and every NIfTI file in it
+    (unless ``include_nifti`` is False: a caller indexing them as inputs of their own); a
     zip gives its DICOM series. Unreadable files land in
     ``failed``; a DICOM series whose geometry is broken is listed with ``skipped_reason``."""
     with held_notes():
-        return _probe(Path(path), limits or ReadLimits(), recursive)
+        return _probe(Path(path), limits or ReadLimits(), recursive, include_nifti)
 
 
-def _probe(path: Path, limits: ReadLimits, recursive: bool) -> ProbeResult:
+def _probe(path: Path, limits: ReadLimits, recursive: bool, include_nifti: bool) -> ProbeResult:
     result = ProbeResult()
     if path.is_file() and is_nifti_name(path.name):
         try:
@@ -101,7 +103,7 @@ def _probe(path: Path, limits: ReadLimits, recursive: bool) -> ProbeResult:
             result.failed.append((path.name, err.code, err.reason))
         return result
     if path.is_dir():
-        members = walk_folder(path, limits, include_nifti=True, recursive=recursive)
+        members = walk_folder(path, limits, include_nifti=include_nifti, recursive=recursive)
         fmt = "dicom"
     elif path.is_file():
         members = read_zip(path, limits) if path.suffix.lower() == ".zip" else \
