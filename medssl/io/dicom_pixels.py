@@ -88,7 +88,10 @@ def expected_pixel_bytes(ds: Dataset, source: str) -> int | None:
     rows, cols = required_int(ds, "Rows", source), required_int(ds, "Columns", source)
     frames = int(optional_float(ds, "NumberOfFrames", source) or 1)
     samples = int(optional_float(ds, "SamplesPerPixel", source) or 1)
-    allocated = _bits(ds, source)[0] if "PixelData" in ds else (64 if "DoubleFloatPixelData" in ds else 32)
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        allocated = 32 if "FloatPixelData" in ds else 64
+    else:
+        allocated = _bits(ds, source)[0]
     return (rows * cols * frames * samples * allocated + 7) // 8
 
 

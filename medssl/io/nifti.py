@@ -148,45 +148,46 @@ def check_volume_shape(shape: tuple[int, ...], name: str, limits: ReadLimits) ->
     return dims[0], dims[1], dims[2]
 
 
-def _read_voxels(path: Path, offset: int, nbytes: int) -> bytearray:
-    """The voxel bytes, read straight into one buffer; the rest of the file is read too (so
-    gzip verifies its CRC) but not kept, and may exceed the data by at most TRAILING_CAP."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    buf = bytearray(nbytes)
-    view = memoryview(buf)
-    try:
-        with opener(path, "rb") as f:
-            f.read(offset)
-            got = 0
-            while got < nbytes and (n := f.readinto(view[got:got + CHUNK])):
-                got += n
-            trailing = 0
-            while chunk := f.read(CHUNK):
-                trailing += len(chunk)
-                if trailing > TRAILING_CAP:
-                    raise LimitExceededError(f"file holds far more data than its header declares "
-                                             f"({offset + nbytes} bytes)", source=path.name)  # fmt: skip
-    except (OSError, EOFError, zlib.error) as err:
-        raise CorruptFileError(f"compressed data is truncated or corrupt ({err.__class__.__name__}); "
-                               "re-export or re-download the file", source=path.name) from err  # fmt: skip
-    if got < nbytes:
-        raise CorruptFileError(f"file is truncated: {offset + got} of {offset + nbytes} bytes", source=path.name)
-    return buf
-
-
-def _to_float32(stored: np.ndarray, img: nib.Nifti1Image, name: str) -> np.ndarray:
-    """Stored values with scl_slope/scl_inter applied, one slab at a time. The scaling is
-    nibabel's reading of the header (slope 0 or not finite: none), which on load moves it
-    from the header into the image's data proxy."""
+def _scaling(img: nib.Nifti1Image, name: str) -> tuple[float, float]:
+    """scl_slope / scl_inter as nibabel reads them (slope 0 or not finite: none); on load
+    nibabel moves them from the header into the image's data proxy."""
     slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
     slope, inter = float(1.0 if slope is None else slope), float(0.0 if inter is None else inter)
     if not (np.isfinite(slope) and np.isfinite(inter)):
         raise CorruptFileError("scl_slope / scl_inter are not finite", source=name)
-    out = np.empty(stored.shape, dtype=np.float32, order="F")
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(stored.shape[2]):
-            slab = stored[:, :, k]
-            out[:, :, k] = slab if (slope, inter) == (1.0, 0.0) else slab.astype(np.float64) * slope + inter
+    return slope, inter
+
+
+def _read_volume(path: Path, head: NiftiHeader) -> np.ndarray:
+    """(X, Y, Z) float32, scaled, decoded one z-slab at a time straight into the output, so a
+    read holds the float32 volume and one slab. The rest of the file is read too (so gzip
+    verifies its CRC) but not kept, and may exceed the data by at most TRAILING_CAP."""
+    name, (x, y, z) = path.name, head.shape
+    dtype = head.img.header.get_data_dtype()
+    slope, inter = _scaling(head.img, name)
+    out = np.empty(head.shape, dtype=np.float32, order="F")
+    buf = bytearray(x * y * dtype.itemsize)
+    view = memoryview(buf)
+    opener = gzip.open if name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f, np.errstate(over="ignore", invalid="ignore"):
+            f.seek(head.offset)
+            for k in range(z):
+                got = 0
+                while got < len(buf) and (n := f.readinto(view[got:])):
+                    got += n
+                if got < len(buf):
+                    raise CorruptFileError(f"file is truncated: voxel data ends in slice {k} of {z}", source=name)
+                slab = np.frombuffer(buf, dtype=dtype).reshape((x, y), order="F")
+                out[:, :, k] = slab if (slope, inter) == (1.0, 0.0) else slab.astype(np.float64) * slope + inter
+            trailing = 0
+            while chunk := f.read(CHUNK):
+                trailing += len(chunk)
+                if trailing > TRAILING_CAP:
+                    raise LimitExceededError("file holds far more data than its header declares", source=name)
+    except (OSError, EOFError, zlib.error) as err:
+        raise CorruptFileError(f"compressed data is truncated or corrupt ({err.__class__.__name__}); "
+                               "re-export or re-download the file", source=name) from err  # fmt: skip
     return out
 
 
@@ -194,12 +195,10 @@ def read_nifti(path: Path, *, limits: ReadLimits, case_id: str) -> Scan:
     head = load_header(path, limits)
     header = head.img.header
     dtype = header.get_data_dtype()
-    n = int(np.prod(head.img.shape, dtype=np.int64))
-    check_budget(n * dtype.itemsize + n * 4, f"reading {head.shape} voxels of {dtype}", path.name, limits)
-    buf = _read_voxels(path, head.offset, n * dtype.itemsize)
-    stored = np.frombuffer(buf, dtype=dtype, count=n).reshape(head.shape, order="F")
-    data = _to_float32(stored, head.img, path.name)
-    del stored, buf
+    n = int(np.prod(head.shape, dtype=np.int64))
+    slab = head.shape[0] * head.shape[1] * dtype.itemsize
+    check_budget(n * 4 + slab, f"reading {head.shape} voxels of {dtype} as float32", path.name, limits)
+    data = _read_volume(path, head)
     if not np.isfinite(data).all():
         raise InputError("volume holds NaN or infinite values", source=path.name, code="non_finite")
     modality, guessed = guess_modality(path, data)
