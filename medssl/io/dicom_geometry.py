@@ -13,7 +13,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from medssl.errors import CorruptFileError, GeometryError, UnsupportedInputError
-from medssl.io.dicom_headers import optional_float, required_int, tag_float, tag_value
+from medssl.io.dicom_elements import optional_float, required_int, tag_float, tag_value
 from medssl.io.limits import DEFAULT_LIMITS, ReadLimits
 
 ORIENTATION_TOL = 1e-3  # max difference between direction cosines of two slices

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, AllTransferSyntaxes
 
 from medssl.errors import CorruptFileError, DecoderMissingError, MedsslError, UnsupportedInputError
-from medssl.io.dicom_headers import optional_float, quiet_pydicom, required_int, tag_float
+from medssl.io.dicom_elements import optional_float, quiet_pydicom, required_int, tag_float
 
 INSTALL_HINTS = {
     "JPEG Baseline": "pip install pylibjpeg pylibjpeg-libjpeg",

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
