@@ -10,7 +10,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medssl.errors import CorruptFileError, InputError, MedsslError, NotAScanError, UnsupportedInputError
+from medssl.errors import (CorruptFileError, GeometryError, InputError, MedsslError, NotAScanError,
+                           UnsupportedInputError)  # fmt: skip
 # Re-exported: the element accessors lived here before dicom_elements split off.
 from medssl.io.dicom_elements import (decode_all, optional_float, quiet_pydicom, required_int,  # noqa: F401
                                       tag_float, tag_value)  # fmt: skip
@@ -172,6 +173,7 @@ def select_series(scan: FolderScan, series_uid: str | None, source: str) -> Seri
             )
         raise NotAScanError(f"no DICOM image series found{' (' + skipped + ')' if skipped else ''}", source=source)
     chosen = images[0]
+    _refuse_split_stack(chosen, images[1:], source)
     if len(images) > 1:
         note(log, logging.INFO, "%s: %d image series; reading the largest, %s (%s, %d files); pick another "
              "with --series", source, len(images), chosen.uid_hash, chosen.modality, len(chosen.items))  # fmt: skip
@@ -180,6 +182,35 @@ def select_series(scan: FolderScan, series_uid: str | None, source: str) -> Seri
             note(log, logging.INFO, "%s: skipped series %s (%d files): %s", source, g.uid_hash, len(g.items),
                  g.skipped_reason)  # fmt: skip
     return chosen
+
+
+def _stack_key(group: SeriesGroup) -> tuple | None:
+    """What slices of one stack share: study, frame of reference, series number, orientation
+    and size (None when the SeriesNumber is absent: then nothing is claimed)."""
+    ds = group.items[0][1]
+    number = optional_float(ds, "SeriesNumber")
+    if number is None:
+        return None
+    iop = ds.get("ImageOrientationPatient") or []
+    try:
+        orientation = tuple(round(float(v), 3) for v in iop)
+    except (TypeError, ValueError):
+        return None
+    return (str(ds.get("StudyInstanceUID", "")), str(ds.get("FrameOfReferenceUID", "")), number, orientation,
+            optional_float(ds, "Rows"), optional_float(ds, "Columns"))  # fmt: skip
+
+
+def _refuse_split_stack(chosen: SeriesGroup, others: list[SeriesGroup], source: str) -> None:
+    """A few slices under another SeriesInstanceUID but the same SeriesNumber, frame of
+    reference, orientation and size are most likely part of the chosen stack (a wrong UID in
+    their headers): reading the largest part alone would silently drop them."""
+    key = _stack_key(chosen)
+    twins = [g for g in others if key is not None and _stack_key(g) == key]
+    if twins:
+        raise GeometryError(f"series {chosen.uid_hash} ({len(chosen.items)} files) and {twins[0].uid_hash} "
+                            f"({len(twins[0].items)} files) share SeriesNumber, frame of reference, orientation "
+                            "and size: one stack split by a wrong SeriesInstanceUID? Fix the files, or pass "
+                            "--series to read one of them", source=source)  # fmt: skip
 
 
 def _error_for_code(code: str) -> type[InputError]:

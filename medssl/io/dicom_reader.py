@@ -17,7 +17,7 @@ from medssl.io.dicom_headers import (DICOM_SUFFIXES, FolderScan, SeriesGroup, gr
                                      required_int, select_series)  # fmt: skip
 from medssl.io.dicom_pixels import check_decoder, check_pixel_length, expected_pixel_bytes, slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
-from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, check_budget
+from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, allocate_volume, check_budget
 from medssl.io.notes import held_notes, note
 from medssl.io.phi import HIDDEN, is_phi_element, phi_from_dataset, uid_hash
 from medssl.io.scan import Scan
@@ -107,7 +107,7 @@ def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reve
     files, headers, geo = _sorted_series(group, limits, path.name, volume_copies=1 + allow_resample)
     head = headers[0]
     cols, rows = required_int(head, "Columns", files[0].name), required_int(head, "Rows", files[0].name)
-    volume = np.empty((cols, rows, len(files)), dtype=np.float32)
+    volume = allocate_volume((cols, rows, len(files)), path.name)
     for k, member in enumerate(files):
         ds = read_dataset(member, limits, headers_only=False)
         volume[:, :, k] = slice_pixels(ds, member.name).T

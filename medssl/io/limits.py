@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from medssl.config import StrictModel
@@ -73,3 +74,15 @@ def check_budget(needed: int, what: str, name: str, limits: ReadLimits) -> None:
         raise LimitExceededError(f"{what} needs about {needed / GiB:.2f} GiB of memory, above the read budget "
                                  f"ReadLimits.max_bytes = {limits.max_bytes / GiB:.2f} GiB; "
                                  f"{raise_hint('max_bytes')}", source=name)  # fmt: skip
+
+
+def allocate_volume(shape: tuple[int, int, int], where: str, order: str = "C") -> np.ndarray:
+    """An empty float32 volume; running out of memory is a LimitExceededError (the input is
+    fine, this machine is too small for it), not an internal error."""
+    try:
+        return np.empty(shape, dtype=np.float32, order=order)  # type: ignore[call-overload]
+    except MemoryError as err:
+        size = 4 * int(np.prod(shape, dtype=np.int64)) / GiB
+        raise LimitExceededError(f"not enough free memory for a {shape} float32 volume ({size:.2f} GiB); free "
+                                 "memory, or lower ReadLimits.max_bytes to refuse such reads from the headers",
+                                 source=where) from err  # fmt: skip

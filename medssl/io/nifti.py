@@ -23,7 +23,7 @@ from medssl.errors import (
     NotAScanError,
     UnsupportedInputError,
 )
-from medssl.io.limits import ReadLimits, check_budget
+from medssl.io.limits import ReadLimits, allocate_volume, check_budget
 from medssl.io.notes import note, quiet_library_loggers
 from medssl.io.scan import Scan
 
@@ -165,7 +165,7 @@ def _read_volume(path: Path, head: NiftiHeader) -> np.ndarray:
     name, (x, y, z) = path.name, head.shape
     dtype = head.img.header.get_data_dtype()
     slope, inter = _scaling(head.img, name)
-    out = np.empty(head.shape, dtype=np.float32, order="F")
+    out = allocate_volume(head.shape, name, order="F")
     buf = bytearray(x * y * dtype.itemsize)
     view = memoryview(buf)
     opener = gzip.open if name.lower().endswith(".gz") else open

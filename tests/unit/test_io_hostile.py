@@ -265,6 +265,14 @@ def test_damaged_preamble_of_a_dcm_file_is_not_a_stray_file(series):
     _fails(CorruptFileError, series, "cannot be read")
 
 
+def test_top_slice_under_another_series_uid_is_not_dropped_silently(series):
+    _edit(_files(series)[-1], SeriesInstanceUID="1.2.826.0.1.3680043.8.498.1")
+    _fails(GeometryError, series, "one stack split by a wrong SeriesInstanceUID")
+    from medssl.io import uid_hash
+    picked = read_scan(series, series_uid=uid_hash(str(pydicom.dcmread(_files(series)[0]).SeriesInstanceUID)))
+    assert picked.shape[2] == N - 1  # asked for by UID: read as asked
+
+
 def test_series_shorter_than_its_images_in_acquisition(series):
     for path in _files(series):
         _edit(path, ImagesInAcquisition=N + 1)
@@ -350,3 +358,11 @@ def test_position_jitter_reads_and_real_gaps_are_refused(series):
     _fails(GeometryError, series, "spacing varies")
     _files(series)[8].unlink()
     _fails(GeometryError, series, "missing slices")
+
+
+def test_out_of_memory_is_a_limit_error_not_an_internal_one(real_data, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("medssl.io.limits.np.empty", no_memory)
+    _fails(LimitExceededError, real_data / "ct" / "lung1.nii.gz", "not enough free memory")
