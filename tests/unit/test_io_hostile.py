@@ -361,8 +361,12 @@ def test_position_jitter_reads_and_real_gaps_are_refused(series):
 
 
 def test_out_of_memory_is_a_limit_error_not_an_internal_one(real_data, monkeypatch):
-    def no_memory(*args, **kwargs):
-        raise MemoryError
+    class NoMemory:  # numpy as medssl.io.limits sees it, out of memory (numpy itself untouched)
+        def __getattr__(self, name):
+            return getattr(np, name)
 
-    monkeypatch.setattr("medssl.io.limits.np.empty", no_memory)
+        def empty(self, *args, **kwargs):
+            raise MemoryError
+
+    monkeypatch.setattr("medssl.io.limits.np", NoMemory())
     _fails(LimitExceededError, real_data / "ct" / "lung1.nii.gz", "not enough free memory")
