@@ -6,6 +6,7 @@ their own silent fixes (nibabel) are routed to DEBUG."""
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,7 +55,9 @@ class _ToDebug(logging.Handler):
 
 def quiet_library_loggers() -> None:
     """nibabel logs what it silently fixes in a header ("setting to 0") at ERROR level, often
-    several lines per file; medssl's own checks say what matters, as one typed error."""
+    several lines per file, and warns about odd extensions; medssl's own checks say what
+    matters, as one typed error."""
+    warnings.filterwarnings("ignore", module=r"nibabel(\.|$)")
     target = logging.getLogger("medssl.io")
     for name in ("nibabel", "nibabel.global"):
         lib = logging.getLogger(name)

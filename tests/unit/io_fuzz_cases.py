@@ -67,11 +67,15 @@ SAME_VOXELS = {"rows", "columns", "bits_allocated", "bits_stored", "high_bit", "
                "frames", "pixel_spacing", "orientation", "transfer_syntax", "instance_number",
                "images_in_acquisition", "image_type", "position", "raw_element", "files", "series_uid", "modality",
                "sop_class", "vox_offset", "dim0", "pixdim", "qform_code", "sform_code", "quatern", "qoffset",
-               "srow_x", "srow_z", "sizeof_hdr", "magic"}  # fmt: skip
+               "srow_x", "srow_z", "sizeof_hdr", "magic", "extension"}  # fmt: skip
 
 
-def _voxels_differ(label: str, scan, corpus: Corpus) -> bool:
+def _voxels_differ(label: str, scan, corpus: Corpus, path: Path) -> bool:
     kind, _, name = label.partition(":")
+    if name in ("scl_slope", "scl_inter"):  # scaled: what nibabel reads (with float32 overflow allowed)
+        with np.errstate(all="ignore"):
+            expected = nib.load(path).get_fdata(dtype=np.float32)
+        return not np.allclose(scan.array, expected, rtol=1e-6)
     base = corpus.nifti_array if kind.startswith("nifti") else corpus.dicom_array
     if name not in SAME_VOXELS or base is None or scan.array.shape != base.shape:
         return False  # another shape (a file removed, another series chosen) is judged by _sane alone
@@ -278,6 +282,9 @@ def dicom_case(corpus: Corpus, work: Path, rng: np.random.Generator) -> tuple[st
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
             for p in sorted(folder.iterdir()):
                 zf.write(p, f"s/{p.name}")
+        if rng.random() < 0.15:  # damage the archive itself (directory, local headers, streams)
+            archive.write_bytes(_byte_damage(archive.read_bytes(), rng))
+            return "zip:archive_bytes", archive
         return f"zip:{label.split(':')[1]}", archive
     return label, folder
 
@@ -321,8 +328,15 @@ NIFTI_MUTATIONS = {
 
 def nifti_case(corpus: Corpus, work: Path, rng: np.random.Generator) -> tuple[str, Path]:
     data = corpus.nifti
-    kind = str(rng.choice(["struct", "struct", "bytes", "tail"]))
-    if kind == "struct":
+    kind = str(rng.choice(["struct", "struct", "bytes", "tail", "extension"]))
+    if kind == "extension":  # the extension flag set, then a garbage or hostile esize / ecode
+        esize = int(rng.choice([0, 7, 16, 2**31 - 1, -16, 1 << 20]))
+        ext = struct.pack("<4B", 1, 0, 0, 0) + struct.pack("<ii", esize, int(rng.integers(-5, 50)))
+        hdr = nib.Nifti1Header.from_fileobj(io.BytesIO(data[:348]), check=False)
+        hdr.structarr["vox_offset"] = 352 + 16
+        data = hdr.binaryblock + ext + bytes(8) + data[352:]
+        label = "nifti:extension"
+    elif kind == "struct":
         name = str(rng.choice(list(NIFTI_MUTATIONS)))
         hdr = nib.Nifti1Header.from_fileobj(io.BytesIO(data[:348]), check=False)
         NIFTI_MUTATIONS[name](hdr, rng)
@@ -367,7 +381,7 @@ def run_case(make: Callable[[Corpus, Path, np.random.Generator], tuple[str, Path
         try:
             result = reader(path)
             if hasattr(result, "array"):
-                why = _sane(result) or ("voxels" if _voxels_differ(label, result, corpus) else None)
+                why = _sane(result) or ("voxels" if _voxels_differ(label, result, corpus, path) else None)
                 if why:
                     return label, f"bad_read:{why}"
         except MedsslError as err:

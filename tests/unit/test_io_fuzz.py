@@ -16,6 +16,7 @@ CASES = 300
 BUDGET_S = 120
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:nibabel")  # medssl.io ignores them too; pytest resets filters
 def test_mutated_real_files_give_a_read_or_a_typed_error(real_data, tmp_path, record_property, capsys):
     start = time.perf_counter()
     corpus = build_corpus(real_data, tmp_path)
