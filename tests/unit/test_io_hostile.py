@@ -370,3 +370,14 @@ def test_out_of_memory_is_a_limit_error_not_an_internal_one(real_data, monkeypat
 
     monkeypatch.setattr("medssl.io.limits.np", NoMemory())
     _fails(LimitExceededError, real_data / "ct" / "lung1.nii.gz", "not enough free memory")
+
+
+def test_read_limits_from_the_environment_and_bounds_checked(monkeypatch):
+    monkeypatch.setenv("MEDSSL_READ_MAX_BYTES", "16G")
+    monkeypatch.setenv("MEDSSL_SKIP_CORRUPT_SLICES", "1")
+    limits = ReadLimits()
+    assert limits.max_bytes == 16 * 1024**3 and limits.skip_corrupt_slices
+    monkeypatch.setenv("MEDSSL_READ_MAX_BYTES", "nonsense")
+    assert ReadLimits().max_bytes == 8 * 1024**3
+    with pytest.raises(ValueError, match="min_spacing_mm"):
+        ReadLimits(min_spacing_mm=5, max_spacing_mm=1)
