@@ -17,7 +17,7 @@ from medssl.io.dicom_headers import (DICOM_SUFFIXES, FolderScan, SeriesGroup, gr
                                      required_int, select_series)  # fmt: skip
 from medssl.io.dicom_pixels import check_decoder, check_pixel_length, expected_pixel_bytes, slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
-from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, allocate_volume, check_budget
+from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, all_finite, allocate_volume, check_budget
 from medssl.io.notes import held_notes, note
 from medssl.io.phi import HIDDEN, is_phi_element, phi_from_dataset, uid_hash
 from medssl.io.scan import Scan
@@ -114,7 +114,7 @@ def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reve
     volume, affine, resampled = _regularise(volume, geo, group.uid_hash, path.name, allow_resample)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise GeometryError(f"series {group.uid_hash}: affine is singular or not finite", source=path.name)
-    if not np.isfinite(volume).all():
+    if not all_finite(volume):
         raise InputError(f"series {group.uid_hash}: volume holds NaN or infinite values", source=path.name,
                          code="non_finite")  # fmt: skip
     meta = _meta(head, headers, geo, group, found, path, resampled)

@@ -86,3 +86,8 @@ def allocate_volume(shape: tuple[int, int, int], where: str, order: str = "C") -
         raise LimitExceededError(f"not enough free memory for a {shape} float32 volume ({size:.2f} GiB); free "
                                  "memory, or lower ReadLimits.max_bytes to refuse such reads from the headers",
                                  source=where) from err  # fmt: skip
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """No NaN or infinity, without a boolean mask the size of the volume (min/max propagate NaN)."""
+    return bool(array.size == 0 or (np.isfinite(array.min()) and np.isfinite(array.max())))

@@ -23,7 +23,7 @@ from medssl.errors import (
     NotAScanError,
     UnsupportedInputError,
 )
-from medssl.io.limits import ReadLimits, allocate_volume, check_budget
+from medssl.io.limits import ReadLimits, all_finite, allocate_volume, check_budget
 from medssl.io.notes import note, quiet_library_loggers
 from medssl.io.scan import Scan
 
@@ -199,7 +199,7 @@ def read_nifti(path: Path, *, limits: ReadLimits, case_id: str) -> Scan:
     slab = head.shape[0] * head.shape[1] * dtype.itemsize
     check_budget(n * 4 + slab, f"reading {head.shape} voxels of {dtype} as float32", path.name, limits)
     data = _read_volume(path, head)
-    if not np.isfinite(data).all():
+    if not all_finite(data):
         raise InputError("volume holds NaN or infinite values", source=path.name, code="non_finite")
     modality, guessed = guess_modality(path, data)
     meta: dict[str, Any] = {"format": "nifti", "source_dtype": str(dtype), "modality_guessed": guessed,
