@@ -86,7 +86,7 @@ def model_step(cfg: PretrainConfig, device: torch.device, args: argparse.Namespa
 
     task = build_task(cfg).to(device).train()
     opt = build_optimizer(task, cfg.train, device)
-    region = cfg.data.crop_size + cfg.tasks.views.max_shift
+    region = cfg.data.side + cfg.tasks.views.max_shift
     batch = {"image": torch.rand(cfg.data.batch_size, 1, region, region, region, device=device), "seed": 0}
     dtype = amp_dtype_for(cfg.train, device)
     if args.compile:
@@ -122,7 +122,7 @@ def model_step(cfg: PretrainConfig, device: torch.device, args: argparse.Namespa
 def rot_mask(task, region: torch.Tensor, cfg: PretrainConfig, args: argparse.Namespace) -> float:  # noqa: ANN001
     from medssl.data.ssl_views import apply_rotation
 
-    size = cfg.data.crop_size
+    size = cfg.data.side
     x = torch.cat([region, region])[:, :, :size, :size, :size].contiguous()
     gen = torch.Generator(device=x.device).manual_seed(0)
     times = []
@@ -141,7 +141,7 @@ def rot_mask(task, region: torch.Tensor, cfg: PretrainConfig, args: argparse.Nam
 
 def baseline_augment(region: torch.Tensor, cfg: PretrainConfig, args: argparse.Namespace) -> float:
     """The reference's rot_rand + aug_rand shape of work: a Python loop per sample (and per box)."""
-    size = cfg.data.crop_size
+    size = cfg.data.side
     x = torch.cat([region, region])[:, :, :size, :size, :size].contiguous()
     times = []
     for i in range(args.warmup + args.steps):

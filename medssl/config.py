@@ -9,20 +9,39 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Annotated, Any, ClassVar, Sequence, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from medssl.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
 
+def _crop_size(value: Any) -> Any:
+    return (value, value, value) if isinstance(value, int) else value
+
+
+# Crop and window sizes in voxels: an integer n means (n, n, n).
+CropSize = Annotated[tuple[int, int, int], BeforeValidator(_crop_size)]
+
+
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # old key -> new dotted key (relative to this section); an old spelling is refused with a hint
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = [k for k in data if k in cls.renamed]
+            if old:
+                raise ValueError("; ".join(f"'{k}' was renamed to '{cls.renamed[k]}'" for k in old))
+        return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

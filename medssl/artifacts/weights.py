@@ -7,10 +7,13 @@ Sources understood (all read with ``torch.load(weights_only=True)``):
   ``state_dict``; the encoder's keys are found inside it);
 - the public SwinUNETR SSL release layout (``model_swinvit.pt``: ``state_dict`` with
   ``module.`` keys, ``mlp.fc1/fc2`` names, rotation/contrastive/reconstruction heads);
-- plain or MONAI-bundle state dicts (``models/model.pt``), e.g. a whole SwinUNETR.
+- plain or MONAI-bundle state dicts (``models/model.pt``), e.g. a whole SwinUNETR;
+- the MONAI tutorial SSL checkpoint (``{"model": {"encoder.layers1.0.0.blocks...": ...},
+  "optimizer", "epoch"}``: its Swin stages sit one ``Sequential`` deeper, ``layersN.0.0.``,
+  and it carries a ``mask_token``).
 
 Keys are mapped explicitly: ``module.`` stripped, ``mlp.fc1/fc2`` -> ``mlp.linear1/linear2``,
-known SSL heads ignored, then one prefix alignment (strip a source prefix such as
+``layersN.0.0.`` -> ``layersN.0.``, known SSL heads and mask tokens ignored, then one prefix alignment (strip a source prefix such as
 ``swinViT.`` / ``encoder.``, add the target's) chosen by the number of keys it matches.
 Below ``min_fraction`` of the encoder's tensors loaded, :class:`CheckpointError` is raised
 with the counts. A first layer whose input channels differ is adapted with a notice.
@@ -40,7 +43,10 @@ RELEASE_HEAD_PREFIXES = SSL_HEAD_PREFIXES + ("conv.", "norm.")  # only in the re
 # Attribute names under which a whole network keeps its encoder, tried in order.
 ENCODER_ATTRS = ("swinViT", "encoder")
 STATE_DICT_KEYS = ("state_dict", "model", "network", "model_state_dict", "encoder_state_dict", "net")
-_RENAMES = ((re.compile(r"\.mlp\.fc1\."), ".mlp.linear1."), (re.compile(r"\.mlp\.fc2\."), ".mlp.linear2."))
+_RENAMES = ((re.compile(r"\.mlp\.fc1\."), ".mlp.linear1."), (re.compile(r"\.mlp\.fc2\."), ".mlp.linear2."),
+            (re.compile(r"\.(layers\d+)\.0\.0\."), r".\1.0."))  # MONAI tutorial SSL checkpoint nesting
+_TUTORIAL_NESTING = re.compile(r"(^|\.)layers\d+\.0\.0\.")
+MASK_TOKEN = "mask_token"  # masked-image pretraining's learned token: not part of the encoder downstream
 
 
 @dataclass
@@ -114,6 +120,8 @@ def _find_state_dict(obj: Any, name: str) -> tuple[dict[str, Tensor], str]:
                     return dict(inner), fmt
                 if any(k.startswith("module.") for k in inner):
                     return dict(inner), "swinvit_release"
+                if any(_TUTORIAL_NESTING.search(k) for k in inner):
+                    return dict(inner), "monai_tutorial"
                 return dict(inner), "checkpoint"
     raise CheckpointError(
         f"no state dict found (looked for a tensor dict at top level or under {', '.join(STATE_DICT_KEYS)})",
@@ -128,7 +136,7 @@ def normalize_keys(sd: dict[str, Tensor], source_format: str = "plain") -> tuple
     ignored: list[str] = []
     for key, value in sd.items():
         new = key.removeprefix("module.")
-        if new.startswith(heads):
+        if new.startswith(heads) or new.rsplit(".", 1)[-1] == MASK_TOKEN:
             ignored.append(key)
             continue
         for pattern, repl in _RENAMES:
@@ -258,13 +266,13 @@ def exported_encoder_spec(path: str | Path) -> dict[str, Any] | None:
 
 
 def stored_preprocess(path: str | Path) -> dict[str, Any] | None:
-    """The preprocessing recorded in a medssl file: ``config.data.preprocess`` (exported
-    encoder, pretrain checkpoint), ``config.data.preprocessing`` or ``preprocessing``."""
+    """The preprocessing recorded in a medssl file: ``config.data.preprocessing`` (exported
+    encoder, pretrain checkpoint, fine-tune config) or a model artifact's ``preprocessing``."""
     obj = _load_or_none(path)
     if not isinstance(obj, dict):
         return None
     data = obj.get("config", {}).get("data", {}) if isinstance(obj.get("config"), dict) else {}
-    found = data.get("preprocess", data.get("preprocessing", obj.get("preprocessing")))
+    found = data.get("preprocessing", obj.get("preprocessing"))
     return dict(found) if isinstance(found, dict) else None
 
 
@@ -296,6 +304,47 @@ def check_preprocess(path: str | Path, preprocessing: PreprocessConfig, modality
     if diff:
         shown = "; ".join(f"{k} {v['pretrain']} vs {v['finetune']}" for k, v in diff.items())
         log.warning("%s was pretrained with other preprocessing than this fine-tuning (pretrain vs fine-tune: %s): "
-                    "features may not transfer; set data.preprocessing to match the pretraining's data.preprocess",
+                    "features may not transfer; set data.preprocessing to match the pretraining's",
                     Path(path).name, shown)
     return {"checked": True, "match": not diff, "differences": diff}
+
+
+# Final 1x1 layers of the U-Nets: they map to classes (fine-tune) or intensities (pretraining),
+# so they never transfer.
+UNET_HEADS = ("head.", "out.")
+
+
+def load_decoder(module: nn.Module, path: str | Path, min_fraction: float = 0.9) -> LoadReport:
+    """Load the pretrained U-Net decoder stored in a medssl exported encoder (``unet``) into
+    ``module`` (the same U-Net layout), everything but the encoder and the final head.
+
+    Raises CheckpointError when the file holds no decoder or fewer than ``min_fraction`` of
+    the decoder's tensors match by name and shape (the model is left untouched then)."""
+    name = Path(path).name
+    obj = _load_or_none(path)
+    unet = obj.get("unet") if isinstance(obj, dict) else None
+    if not isinstance(unet, dict) or not _is_state_dict(unet.get("state_dict")):
+        raise CheckpointError("holds no pretrained decoder (pretrain with tasks.inpaint.decoder=unet, "
+                              "or set model.transfer=encoder)", source=name)
+    scope = encoder_scope(module)
+    target = module.state_dict()
+    dec_keys = [k for k in target if not k.startswith(scope) and not k.startswith(UNET_HEADS)]
+    source = unet["state_dict"]
+    report = LoadReport(loaded=0, total=len(dec_keys), source_format="medssl.encoder/unet")
+    to_load: dict[str, Tensor] = {}
+    for key in dec_keys:
+        value = source.get(key)
+        if value is None:
+            report.missing.append(key)
+        elif value.shape != target[key].shape:
+            report.mismatched.append({"key": key, "source": list(value.shape), "target": list(target[key].shape)})
+        else:
+            to_load[key] = value.to(target[key].dtype)
+    report.loaded = len(to_load)
+    if report.total == 0 or report.fraction < min_fraction:
+        raise CheckpointError(f"only {report.loaded} of {report.total} decoder tensors match this network "
+                              f"({len(report.mismatched)} shape mismatches); the pretraining U-Net differs", source=name)
+    target.update(to_load)
+    module.load_state_dict(target, strict=True)
+    log.info("%s: decoder %d/%d tensors loaded", name, report.loaded, report.total)
+    return report

@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--pretrained", default=None, help="encoder weights: exported encoder, pretrain run, "
                    "SwinUNETR SSL release file, or a state dict")
     p.add_argument("--export-bundle", type=Path, default=None, metavar="DIR", help="also write a MONAI bundle")
+    p.add_argument("--restart", action="store_true",
+                   help="set unreadable checkpoints / best.pt aside (checkpoints/unreadable/) and go on, from step "
+                   "0 when no checkpoint is readable (default: fail with exit 5 naming the files)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. data.root=D")
     p.set_defaults(func=run_finetune_cmd)
 
@@ -63,10 +66,15 @@ def register(sub) -> None:
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     i.set_defaults(func=run_inspect_cmd)
 
-    pr = sub.add_parser("probe", help="frozen-feature probe: score an encoder checkpoint by kNN/logistic "
-                        "regression on pooled features (compare pretraining checkpoints)")
-    pr.add_argument("--config", required=True, type=Path, help="a classification fine-tune config (data, encoder)")
+    pr = sub.add_parser("probe", help="frozen-feature probe: score an encoder checkpoint without fine-tuning it",
+                        description="--kind segmentation (default for segmentation configs): a linear head on the "
+                        "encoder's multi-scale features, trained on --n-train labeled cases, Dice on the config's "
+                        "test cases, next to the same encoder at random init. --kind classification: kNN and "
+                        "logistic regression on pooled features, balanced accuracy by cross-validation.")
+    pr.add_argument("--config", required=True, type=Path, help="a fine-tune config (data, model.encoder)")
     pr.add_argument("--pretrained", default=None, help="encoder weights; omitted: random init baseline")
+    pr.add_argument("--kind", choices=("auto", "segmentation", "classification"), default="auto")
+    pr.add_argument("--n-train", type=int, default=5, help="segmentation: labeled cases for the head (default 5)")
     pr.add_argument("--json", action="store_true")
     pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     pr.set_defaults(func=run_probe_cmd)
@@ -74,11 +82,16 @@ def register(sub) -> None:
 
 def run_finetune_cmd(args: argparse.Namespace) -> int:
     from medssl.config import load_config
+    from medssl.training.checkpoint import run_folder_writes, set_aside_unreadable, set_aside_unreadable_best
     from medssl.training.finetune_config import FinetuneConfig
     from medssl.training.finetune_run import run_finetune
 
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
-    res = run_finetune(cfg, args.out, pretrained=args.pretrained)
+    with run_folder_writes(args.out):
+        if args.restart:
+            set_aside_unreadable(args.out, extra=("best.pt", "val.jsonl"))
+            set_aside_unreadable_best(args.out)
+        res = run_finetune(cfg, args.out, pretrained=args.pretrained)
     line = f"{args.out}/model.pt: best validation {res.metric_name} {res.best_metric:.4f} at step {res.best_step}"
     if res.test:
         line += f"; test {res.metric_name} {_headline(res.test['summary'], res.metric_name)}"
@@ -119,9 +132,15 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     from medssl.config import load_config
     from medssl.evaluation.report import write_markdown  # noqa: F401  (fail early if matplotlib is missing)
     from medssl.training.finetune_config import SweepConfig
-    from medssl.training.finetune_sweep import run_sweep
+    from medssl.evaluation.sweep import run_sweep
 
     cfg = load_config(SweepConfig, args.config, args.overrides)
+    pc = cfg.sweep.pretrain_config
+    if pc and not Path(pc).is_file():  # relative to the configs/ folder the sweep config sits in
+        here = args.config.resolve()
+        found = next((c for c in (here.parent / pc, here.parents[1] / pc, here.parents[2] / pc) if c.is_file()), None)
+        if found is not None:
+            cfg.sweep.pretrain_config = str(found)
     run_sweep(cfg, args.out)
     print((args.out / "report.md").read_text())
     print(f"report: {args.out / 'report.json'}, plot: {args.out / 'plot.png'}")
@@ -182,6 +201,18 @@ def run_probe_cmd(args: argparse.Namespace) -> int:
     from medssl.training.finetune_config import FinetuneConfig
 
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
+    kind = cfg.task if args.kind == "auto" else args.kind
+    if kind == "segmentation":
+        from medssl.evaluation.probe import run_segmentation_probe
+
+        res = run_segmentation_probe(cfg, args.pretrained, n_train=args.n_train)
+        if args.json:
+            print(json.dumps({k: v for k, v in res.items() if k != "per_case"}, indent=1))
+        else:
+            shown = ", ".join(f"{name} {100 * r['mean_dice']:.1f}" for name, r in res["encoders"].items())
+            print(f"segmentation probe ({res['n_train']} labeled cases, {res['n_test']} test cases): "
+                  f"mean Dice x100: {shown}")
+        return EXIT_OK
     res = run_probe(cfg, args.pretrained)
     if args.json:
         print(json.dumps(res, indent=1))

@@ -1,5 +1,7 @@
 """Subcommands: ``inspect`` (what a scan is) and ``convert`` (any supported scan -> NIfTI).
-Patient data (names, IDs, birth dates, full UIDs) is shown only with ``--show-phi``."""
+Patient data (names, IDs, birth dates, full UIDs) is shown only with ``--show-phi``; a path
+component holding the scan's own patient name or ID is shown as ``case-<hash>`` in the
+output, logs and errors (every component with ``--pseudonymize``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medssl.errors import EXIT_USAGE
+from medssl.errors import EXIT_USAGE, MedsslError
 
 log = logging.getLogger("medssl")
 
@@ -23,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _common(p)
     p.add_argument("--show-phi", action="store_true", help="also show patient name/ID/birth date and UIDs")
+    p.add_argument("--pseudonymize", action="store_true",
+                   help="show source and case id as case-<hash> whatever they hold (default: only path names "
+                   "holding the scan's own PatientName / PatientID are hashed)")
     p.set_defaults(func=run_inspect)
 
     c = sub.add_parser("convert", help="convert a scan (DICOM folder/zip or NIfTI) to NIfTI",
@@ -92,28 +97,56 @@ def _print_text(info: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
-def run_inspect(args: argparse.Namespace) -> int:
-    from medssl.io import read_scan
+def _read(path: str, *, pseudonymize: bool = False, **kwargs: Any) -> tuple[Any, Any]:
+    """``read_scan`` with the path's patient data masked in the scan's source and case id,
+    in log lines and in a raised error. Returns (scan, redactor for further text)."""
+    from medssl.io import case_id_for, read_scan
+    from medssl.io.path_privacy import Redactor, mask_label, read_patient_tokens, redacting_logs
 
-    scan = read_scan(args.path, series_uid=args.series, allow_resample=args.allow_resample,
-                     reveal_phi=args.show_phi)  # fmt: skip
-    info = describe(scan, show_phi=args.show_phi)
-    if args.json:
-        json.dump(info, sys.stdout, indent=2, default=str)
-        print()
-    else:
-        _print_text(info)
+    where = Path(path)
+    patient = read_patient_tokens(where)
+    redactor = Redactor()
+    names = [part for part in where.absolute().parts if mask_label(part, patient, pseudonymize) != part]
+    redactor.add(patient, names)
+    with redacting_logs(redactor):
+        try:
+            scan = read_scan(where, **kwargs)
+        except MedsslError as err:
+            err.source = redactor(err.source) if err.source else err.source
+            err.reason = redactor(err.reason)
+            err.args = (redactor(str(err)),)
+            raise
+    scan.source = mask_label(scan.source, patient, pseudonymize)
+    scan.case_id = case_id_for(where, patient=patient, pseudonymize=pseudonymize)
+    return scan, redactor
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from medssl.io.path_privacy import redacting_logs
+
+    scan, redactor = _read(args.path, pseudonymize=args.pseudonymize, series_uid=args.series,
+                           allow_resample=args.allow_resample, reveal_phi=args.show_phi)  # fmt: skip
+    # Every name in the description (sources, unreadable files) masked; only --show-phi adds patient data.
+    info = json.loads(redactor(json.dumps(describe(scan), default=str, ensure_ascii=False)))
+    if args.show_phi:
+        info["phi"] = scan.phi
+    with redacting_logs(redactor):
+        if args.json:
+            json.dump(info, sys.stdout, indent=2, default=str)
+            print()
+        else:
+            _print_text(info)
     return 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from medssl.io import read_scan, to_canonical, write_scan
+    from medssl.io import to_canonical, write_scan
 
     dst = Path(args.dst)
     if not dst.name.lower().endswith((".nii.gz", ".nii")):
         print(f"medssl convert: error: output must end in .nii.gz or .nii, got '{dst.name}'", file=sys.stderr)
         return EXIT_USAGE
-    scan = read_scan(args.src, series_uid=args.series, allow_resample=args.allow_resample)
+    scan, _ = _read(args.src, series_uid=args.series, allow_resample=args.allow_resample)
     if args.canonical:
         scan = to_canonical(scan)
     write_scan(scan, dst)

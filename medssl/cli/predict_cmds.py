@@ -40,7 +40,13 @@ def register(sub) -> None:
     p.add_argument("--allow-resample", action="store_true",
                    help="resample DICOM series with gantry tilt or uneven slice spacing onto a regular grid "
                    "(default: such inputs fail with a geometry error)")
+    p.add_argument("--pseudonymize", action="store_true",
+                   help="hash every case id and source path component (case-<hash>); by default only names "
+                   "holding the scan's own PatientName / PatientID are hashed")
     p.add_argument("--no-dicom-seg", action="store_true", help="do not write DICOM SEG for DICOM inputs")
+    p.add_argument("--keep-patient-identity", action="store_true",
+                   help="copy the source series' patient and study modules (name, ID, dates, descriptions) into "
+                   "CASE_seg.dcm; default: the SEG is de-identified (PS3.15 basic profile, UIDs kept)")
     p.add_argument("--no-preview", action="store_true", help="do not write CASE.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run, usage_error=p.error)
@@ -65,19 +71,26 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if getattr(args, "debug", False):  # the messages of failed cases' internal errors
         logging.getLogger("medssl.inference").setLevel(logging.DEBUG)
-    from medssl.inference.batch import BatchOptions, run_batch
     from medssl.inference.inputs import collect_inputs
     from medssl.inference.predictor import Predictor
+    from medssl.io.path_privacy import Redactor, redacting_logs
 
     predictor = Predictor.from_artifact(args.model, device=args.device, overlap=args.overlap,
                                         sw_batch_size=args.sw_batch_size, tta=args.tta)  # fmt: skip
-    cases = collect_inputs(args.input)
+    with redacting_logs(Redactor()) as redactor:  # io modules log folder names: masked like the outputs
+        return _predict(args, predictor, collect_inputs(args.input, pseudonymize=args.pseudonymize, redactor=redactor))
+
+
+def _predict(args: argparse.Namespace, predictor, cases: list) -> int:
+    from medssl.inference.batch import BatchOptions, run_batch
+
     if not cases:
         raise ConfigError("no inputs found (expected NIfTI files, DICOM folders, zips or a manifest.jsonl)")
     opts = BatchOptions(output=args.output, resume=args.resume, save_probabilities=args.save_probabilities,
                         dicom_seg=not args.no_dicom_seg, preview=not args.no_preview, workers=args.workers,
+                        keep_patient_identity=args.keep_patient_identity,
                         part=args.part, of=args.of, allow_resample=args.allow_resample,
-                        progress=not (args.no_progress or args.quiet))  # fmt: skip
+                        progress=not (args.no_progress or args.quiet), pseudonymize=args.pseudonymize)  # fmt: skip
     log.info("predict: %d input(s)%s on %s, model %s", len(cases),
              f" (part {args.part} of {args.of})" if args.of > 1 else "", predictor.device, predictor.model_hash[:12])  # fmt: skip
     summary = run_batch(predictor, cases, opts)

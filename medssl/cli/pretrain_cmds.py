@@ -23,6 +23,9 @@ def register(sub) -> None:
     )
     p.add_argument("--config", required=True, type=Path, help="YAML config (see configs/pretrain/)")
     p.add_argument("--out", required=True, type=Path, help="run folder (created; resumed when it holds checkpoints)")
+    p.add_argument("--restart", action="store_true",
+                   help="when no checkpoint in --out can be read, set them aside (checkpoints/unreadable/) and "
+                   "train from step 0 (default: fail with exit 5 naming the files)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.max_steps=40")
     p.set_defaults(func=run_pretrain_cmd)
 
@@ -40,13 +43,17 @@ def register(sub) -> None:
 
 def run_pretrain_cmd(args: argparse.Namespace) -> int:
     from medssl.config import load_config
+    from medssl.training.checkpoint import run_folder_writes, set_aside_unreadable
     from medssl.training.pretrain import run_pretrain
     from medssl.training.pretrain_config import PretrainConfig
 
     if int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)
     cfg = load_config(PretrainConfig, args.config, args.overrides)
-    state = run_pretrain(cfg, args.out)
+    with run_folder_writes(args.out):
+        if args.restart:
+            set_aside_unreadable(args.out)
+        state = run_pretrain(cfg, args.out)
     if int(os.environ.get("RANK", "0")) == 0:
         log.info("run folder: %s (step %d)", args.out, state.step)
     return EXIT_OK

@@ -7,7 +7,11 @@ names, sizes and mtimes of a DICOM folder's files), the series asked for, the pi
 (``PreprocessConfig`` as JSON) and ``CACHE_VERSION``. Entries are written to a temporary
 file and moved into place with ``os.replace``, so a killed run never leaves half a file and
 several processes (DataLoader workers, DDP ranks) may fill the same cache; a per-key lock
-file makes the others wait for the first instead of decoding again."""
+file makes the others wait for the first instead of decoding again.
+
+The index entries' ``source`` and ``case_id`` never carry patient data from paths: a name
+holding the scan's own PatientName / PatientID is stored as ``case-<hash>``
+(``medssl.io.path_privacy``), every name with ``pseudonymize``."""
 
 from __future__ import annotations
 
@@ -75,8 +79,9 @@ class VolumeCache:
 
     ``read`` defaults to ``medssl.io.read_scan``; it is called only on a cache miss."""
 
-    def __init__(self, cache_dir: str | Path, read: Callable[..., Any] | None = None):
+    def __init__(self, cache_dir: str | Path, read: Callable[..., Any] | None = None, *, pseudonymize: bool = False):
         self.dir = Path(cache_dir)
+        self.pseudonymize = pseudonymize
         self.dir.mkdir(parents=True, exist_ok=True)
         self._read = read
         self._fingerprints: dict[tuple[str, int, int], str] = {}
@@ -146,11 +151,21 @@ class VolumeCache:
             "modality": scan.modality,
             "spacing": [float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)],
             "shape": list(array.shape),
-            "source": scan.source,
-            "case_id": scan.case_id,
+            **self._labels(Path(path), scan),
             "pipeline": cfg.model_dump(mode="json"),
             "cache_version": CACHE_VERSION,
         }
         _atomic_write(meta, lambda fh: fh.write(json.dumps(info, indent=1)), mode="w")
         _atomic_write(npy, lambda fh: np.save(fh, np.ascontiguousarray(array, dtype=np.float32)))
         self.misses += 1
+
+    def _labels(self, path: Path, scan: Any) -> dict[str, str]:
+        """``source`` and ``case_id`` for the index, patient names in paths masked."""
+        from medssl.io import case_id_for
+        from medssl.io.path_privacy import mask_label, read_patient_tokens
+
+        patient = read_patient_tokens(path)
+        case_id = case_id_for(path, patient=patient, pseudonymize=self.pseudonymize)
+        if case_id == case_id_for(path):  # nothing to mask: the reader's own id
+            case_id = mask_label(str(scan.case_id), patient, self.pseudonymize)
+        return {"source": mask_label(str(scan.source), patient, self.pseudonymize), "case_id": case_id}

@@ -5,8 +5,16 @@ Sources understood by :func:`load_datalist`:
 - an MSD ``dataset.json`` (file, or a folder holding one): ``training`` entries with
   ``image`` and ``label`` (paths relative to the file's folder);
 - a CSV with a header ``image,label`` or ``image,class`` (optionally ``case``);
+- an nnU-Net v2 dataset as it is: ``dataset.json`` with ``channel_names``, name -> value
+  ``labels`` and ``file_ending`` (no ``training`` list), ``imagesTr/CASE_0000.nii.gz`` ..
+  ``CASE_000N`` (the channels of one case, in ``channel_names`` order) and
+  ``labelsTr/CASE.nii.gz``; ``imagesTs`` holds unlabeled cases (:func:`nnunet_test_cases`);
 - a folder of pairs ``case.nii.gz`` + ``case_label.nii.gz`` (also under ``nifti/``, the
   phantom generator's layout).
+
+:func:`dataset_labels` reads label names from either dataset.json flavour (MSD value -> name,
+nnU-Net v2 name -> value) and :func:`dataset_label_codes` its optional ``label_codes`` (a
+:class:`~medssl.artifacts.labels.LabelVocabulary` map, see there).
 
 Labels are checked against their image's geometry by :func:`check_label_geometry`: the
 same grid passes, an overlapping grid is resampled nearest-neighbour with a notice, a
@@ -23,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.data.nnunet import is_nnunet_v2 as _is_nnunet_v2
+from medssl.data.nnunet import labels_by_value, nnunet_cases, read_dataset_json
 from medssl.errors import ConfigError, GeometryError, InputError
 
 log = logging.getLogger("medssl.datalist")
@@ -34,9 +44,14 @@ LABEL_SUFFIX = "_label"
 @dataclass(frozen=True)
 class LabeledCase:
     case_id: str
-    image: Path
+    image: Path  # the (first) channel
     label: Path | None = None  # segmentation label map
     cls: str | None = None  # classification target as written in the datalist
+    more_channels: tuple[Path, ...] = ()  # channels 1.. of a multi-channel case (nnU-Net _0001 ..)
+
+    @property
+    def channels(self) -> tuple[Path, ...]:
+        return (self.image, *self.more_channels)
 
 
 @dataclass(frozen=True)
@@ -59,12 +74,14 @@ def load_datalist(source: str | Path) -> list[LabeledCase]:
     source = Path(source)
     if not source.exists():
         raise ConfigError(f"datalist source not found: {source}")
-    if source.is_dir() and (source / "dataset.json").is_file():
+    if source.is_dir() and _is_nnunet_v2(source):
+        cases = _from_nnunet_v2(source)
+    elif source.is_dir() and (source / "dataset.json").is_file():
         cases = _from_msd(source / "dataset.json")
     elif source.is_dir():
         cases = _from_folder(source / "nifti" if (source / "nifti").is_dir() else source)
     elif source.suffix.lower() == ".json":
-        cases = _from_msd(source)
+        cases = _from_nnunet_v2(source.parent) if _is_nnunet_v2(source.parent) else _from_msd(source)
     elif source.suffix.lower() == ".csv":
         cases = _from_csv(source)
     else:
@@ -103,6 +120,34 @@ def _from_msd(path: Path) -> list[LabeledCase]:
     return cases
 
 
+def _from_nnunet_v2(folder: Path) -> list[LabeledCase]:
+    return [LabeledCase(case, paths[0], label, more_channels=tuple(paths[1:]))
+            for case, paths, label in nnunet_cases(folder, "Tr")]  # fmt: skip
+
+
+def nnunet_test_cases(folder: str | Path) -> list[LabeledCase]:
+    """The unlabeled ``imagesTs`` cases of an nnU-Net v2 dataset (channels grouped)."""
+    return [LabeledCase(case, paths[0], None, more_channels=tuple(paths[1:]))
+            for case, paths, _ in nnunet_cases(Path(folder), "Ts")]  # fmt: skip
+
+
+def dataset_labels(folder: str | Path) -> dict[str, str] | None:
+    """Label names by value from ``folder/dataset.json`` (MSD or nnU-Net v2 form), or None."""
+    data = read_dataset_json(Path(folder))
+    if not data or not data.get("labels"):
+        return None
+    return labels_by_value(data["labels"])
+
+
+def dataset_label_codes(folder: str | Path):
+    """The ``label_codes`` of ``folder/dataset.json`` as a LabelVocabulary, or None."""
+    from medssl.artifacts.labels import LabelVocabulary
+
+    data = read_dataset_json(Path(folder))
+    codes = (data or {}).get("label_codes")
+    return LabelVocabulary.from_dict(codes, "dataset.json label_codes") if codes is not None else None
+
+
 def _from_csv(path: Path) -> list[LabeledCase]:
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
@@ -134,6 +179,7 @@ def _from_folder(folder: Path) -> list[LabeledCase]:
 def split_cases(
     cases: list[LabeledCase], *, seed: int, val_fraction: float = 0.2, test_fraction: float = 0.0,
     n_train: int | None = None, n_val: int | None = None, train_seed: int | None = None,
+    n_test: int | None = None,
 ) -> Splits:
     """Deterministic split by case for a seed: test first, then val, the rest train.
 
@@ -144,7 +190,7 @@ def split_cases(
     order = sorted(cases, key=lambda c: c.case_id)
     random.Random(seed).shuffle(order)
     n = len(order)
-    n_test = round(n * test_fraction)
+    n_test = n_test if n_test is not None else round(n * test_fraction)
     n_val = n_val if n_val is not None else max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     if n_test + n_val >= n:
         raise ConfigError(f"{n} cases cannot give {n_val} validation and {n_test} test cases and any training")
@@ -172,12 +218,9 @@ def check_label_geometry(
     if overlap <= 0:
         raise GeometryError("label and image do not overlap in space; wrong label file?", source=source)
     log.warning("%s: label grid differs from the image grid; resampled nearest-neighbour", source)
-    from scipy.ndimage import affine_transform
+    from medssl.data.label_resample import resample_label
 
-    # image voxel -> world -> label voxel
-    m = np.linalg.inv(label_affine) @ image_affine
-    return affine_transform(label, m[:3, :3], m[:3, 3], output_shape=tuple(image_shape[:3]), order=0,
-                            mode="constant", cval=0).astype(label.dtype)
+    return resample_label(label, label_affine, tuple(image_shape[:3]), image_affine)
 
 
 def _world_box(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,8 +230,11 @@ def _world_box(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, 
 
 
 def read_labeled_case(case: LabeledCase) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, str]:
-    """(image (X, Y, Z) float32, label on the image grid or None, affine, modality)."""
+    """(image (X, Y, Z) float32, or (C, X, Y, Z) for a multi-channel case; label on the image
+    grid or None; affine; modality). Every channel must lie on the first one's grid."""
     scan = _read_image(case)
+    if case.more_channels:
+        scan = (_stack_channels(case, scan), scan[1], scan[2])
     label = None
     if case.label is not None:
         import nibabel as nib
@@ -201,8 +247,19 @@ def read_labeled_case(case: LabeledCase) -> tuple[np.ndarray, np.ndarray | None,
         if lab.ndim != 3:
             raise GeometryError(f"label must be 3D, got shape {lab.shape}", source=case.label.name)
         lab = np.rint(lab).astype(np.int16) if lab.dtype.kind == "f" else lab.astype(np.int16)
-        label = check_label_geometry(lab, img.affine, scan[0].shape, scan[1], case.label.name)
+        label = check_label_geometry(lab, img.affine, scan[0].shape[-3:], scan[1], case.label.name)
     return scan[0], label, scan[1], scan[2]
+
+
+def _stack_channels(case: LabeledCase, first: tuple[np.ndarray, np.ndarray, str]) -> np.ndarray:
+    arrays = [first[0]]
+    for path in case.more_channels:
+        array, affine, _ = _read_image(LabeledCase(case.case_id, path))
+        if array.shape != first[0].shape or not np.allclose(affine, first[1], atol=1e-3):
+            raise GeometryError(f"channel grid {array.shape} differs from {case.image.name}'s {first[0].shape}; "
+                                "all channels of a case must share one grid", source=path.name)  # fmt: skip
+        arrays.append(array)
+    return np.stack(arrays)
 
 
 def _read_image(case: LabeledCase) -> tuple[np.ndarray, np.ndarray, str]:

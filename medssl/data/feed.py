@@ -12,14 +12,14 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from medssl.config import StrictModel
+from medssl.config import CropSize, StrictModel
 from medssl.data.preprocess import PreprocessConfig
 from medssl.errors import ConfigError, InputError
 
@@ -30,11 +30,14 @@ FG_STRIDE = 4  # foreground voxels are indexed on this coarse grid
 
 
 class PretrainDataConfig(StrictModel):
+    renamed: ClassVar[dict[str, str]] = {"preprocess": "data.preprocessing"}
+
     root: Path | None = None  # a folder of scans (``medssl data synth`` output: its nifti/ is used)
     manifest: Path | None = None  # or a manifest.jsonl from ``medssl data index`` (rows with status ok)
+    files: list[Path] | None = None  # or an explicit list of scans (what `medssl sweep` passes)
     cache_dir: Path | None = None  # decoded-volume cache; default RUN/cache
-    preprocess: PreprocessConfig = PreprocessConfig()
-    crop_size: int = Field(96, ge=8)  # side of each view fed to the encoder, voxels
+    preprocessing: PreprocessConfig = PreprocessConfig()
+    crop_size: CropSize = (96, 96, 96)  # each view fed to the encoder, voxels (cubes: n or [n, n, n])
     crops_per_volume: int = Field(2, ge=1)  # crops taken from each volume a batch reads
     batch_size: int = Field(4, ge=1)  # crops per micro-batch per process (each gives 2 views)
     workers: int = Field(4, ge=0)  # DataLoader worker processes; 0 = in the training process
@@ -42,6 +45,18 @@ class PretrainDataConfig(StrictModel):
     foreground_prob: float = Field(0.9, ge=0, le=1)  # share of crops centred on a foreground voxel
     foreground_threshold: float = 0.05  # normalised intensity above which a voxel is foreground
     open_volumes: int = Field(128, ge=1)  # memory-mapped volumes each process keeps open (one file descriptor each)
+
+    @field_validator("crop_size")
+    @classmethod
+    def _cube(cls, size: tuple[int, int, int]) -> tuple[int, int, int]:
+        if len(set(size)) != 1 or size[0] < 8:
+            raise ValueError(f"pretraining views are cubes of at least 8 voxels; got {list(size)}")
+        return size
+
+    @property
+    def side(self) -> int:
+        """The views' side length, voxels."""
+        return self.crop_size[0]
 
 
 def _is_label(path: Path) -> bool:
@@ -53,7 +68,12 @@ def _is_label(path: Path) -> bool:
 
 def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
     """(path, series) of every usable scan. Raises ConfigError when none is found."""
-    if cfg.manifest is not None:
+    if cfg.files is not None:
+        missing = [p.name for p in cfg.files if not p.exists()]
+        if missing:
+            raise ConfigError(f"data.files: {len(missing)} listed scans not found (e.g. {missing[0]})")
+        found, where = [(p, None) for p in cfg.files], "data.files"
+    elif cfg.manifest is not None:
         from medssl.data.manifest import read_manifest, row_path
 
         if not cfg.manifest.is_file():
@@ -116,7 +136,7 @@ class CropSampler:
         if self._cache is None:
             self._cache = open_cache(self.cache_dir)
         path, series = self.volumes[i]
-        arr = self._cache.get(path, self.cfg.preprocess, series)
+        arr = self._cache.get(path, self.cfg.preprocessing, series)
         coarse = np.asarray(arr[0, ::FG_STRIDE, ::FG_STRIDE, ::FG_STRIDE])
         fg = np.argwhere(coarse > self.cfg.foreground_threshold) * FG_STRIDE
         self._open[i] = (arr, fg)

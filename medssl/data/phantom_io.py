@@ -112,6 +112,8 @@ def _base_dataset(index: int, study: str, series: str, frame: str) -> Dataset:
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
     ds.SeriesNumber = 1
     ds.SeriesDescription = "phantom torso CT"
+    ds.BodyPartExamined = "ABDOMEN"  # unpaired: General Series Laterality (type 2C) stays absent
+    ds.AcquisitionNumber = 1  # type 2 (CT Image)
     ds.PatientPosition = "HFS"
     ds.PositionReferenceIndicator = ""
     ds.KVP = "120"

@@ -90,3 +90,30 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alp
     means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return {"mean": float(v.mean()), "lo": float(lo), "hi": float(hi), "n": len(v)}
+
+
+def paired_bootstrap(diff: np.ndarray, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
+    """Mean and percentile interval of a (seeds, cases) matrix of paired differences, with
+    seeds and test cases resampled as units (two-level bootstrap: a resample draws seeds
+    with replacement and, independently, cases with replacement, and averages the sub-matrix).
+
+    With one seed only cases are resampled, with one case only seeds; one seed and one case
+    give no interval (``lo``/``hi`` NaN). NaN cells (a class absent in a case) are skipped.
+    ``significant``: the interval excludes 0."""
+    d = np.asarray(diff, dtype=float)
+    if d.ndim != 2 or d.size == 0 or not np.isfinite(d).any():
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n_seeds": 0, "n_cases": 0,
+                "significant": False, "per_seed": []}
+    n_s, n_c = d.shape
+    per_seed = [float(np.nanmean(row)) if np.isfinite(row).any() else float("nan") for row in d]
+    out: dict[str, Any] = {"mean": float(np.nanmean(d)), "n_seeds": n_s, "n_cases": n_c, "per_seed": per_seed}
+    if n_s * n_c == 1:
+        return {**out, "lo": float("nan"), "hi": float("nan"), "significant": False,
+                "note": "one seed and one case: no interval"}
+    rng = np.random.default_rng(seed)
+    si = rng.integers(0, n_s, size=(n_boot, n_s)) if n_s > 1 else np.zeros((n_boot, 1), dtype=int)
+    ci = rng.integers(0, n_c, size=(n_boot, n_c)) if n_c > 1 else np.zeros((n_boot, 1), dtype=int)
+    means = np.array([np.nanmean(d[np.ix_(s, c)]) for s, c in zip(si, ci)])
+    lo, hi = np.nanquantile(means, [alpha / 2, 1 - alpha / 2])
+    return {**out, "lo": float(lo), "hi": float(hi), "significant": bool(lo > 0 or hi < 0),
+            "resampled": "seeds and cases" if n_s > 1 and n_c > 1 else "cases" if n_c > 1 else "seeds"}

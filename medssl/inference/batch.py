@@ -2,10 +2,14 @@
 while the model runs on the current one; every input ends as one row (ok / failed /
 skipped) and a failure never stops the run; outputs are atomic; ``resume`` (``--continue``)
 keeps cases whose input and model hashes match their record and leaves their files,
-``results.csv`` and the run record untouched."""
+``results.csv`` and the run record untouched. A full disk or a refused write in the output
+folder stops the run with a ``ConfigError`` (exit 4) naming the file and the OS message;
+the cases finished before it keep their records, so ``--continue`` goes on from there."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -23,6 +27,7 @@ from medssl.errors import (
     EXIT_ALL_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
+    ConfigError,
     InputError,
     MedsslError,
 )
@@ -49,12 +54,14 @@ class BatchOptions:
     resume: bool = False  # --continue
     save_probabilities: bool = False
     dicom_seg: bool = True
+    keep_patient_identity: bool = False  # DICOM SEG copies the source's Patient and Study modules
     preview: bool = True
     workers: int = 2  # reading + preprocessing threads; 0 = all in the main thread
     allow_resample: bool = False  # read_scan resamples tilted / unevenly spaced DICOM series
     part: int = 1  # 1-based shard index
     of: int = 1
     progress: bool = True
+    pseudonymize: bool = False  # every case id hashed (collect_inputs did it; recorded, changes file names)
 
 
 @dataclass
@@ -86,6 +93,8 @@ def settings_hash(predictor: Predictor, opts: BatchOptions) -> str:
         "dicom_seg": opts.dicom_seg,
         "preview": opts.preview,
         "allow_resample": opts.allow_resample,
+        **({"pseudonymize": True} if opts.pseudonymize else {}),  # absent when off: old records still match
+        **({"keep_patient_identity": True} if opts.keep_patient_identity else {}),  # old runs keep their hash
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -94,8 +103,42 @@ def shard(cases: list[CaseInput], part: int, of: int) -> list[CaseInput]:
     return cases[part - 1 :: of]
 
 
+_WRITE_CODES = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EROFS: "read_only",
+                errno.EACCES: "read_only", errno.EPERM: "read_only"}  # fmt: skip
+
+
+def output_write_error(err: OSError, out: Path) -> ConfigError | None:
+    """A full disk anywhere, or a refused write inside ``out``, as a typed error naming the
+    file (relative to ``out``: a masked case id, never a patient name) and the OS message."""
+    where = Path(str(err.filename)) if err.filename else None
+    inside = where is not None and where.absolute().is_relative_to(out.absolute())
+    code = _WRITE_CODES.get(err.errno or 0)
+    if code is None or not (inside or code == "disk_full" or err.errno == errno.EROFS):
+        return None
+    shown = where.absolute().relative_to(out.absolute()).as_posix() if inside else (where.name if where else "")
+    return ConfigError(f"cannot write {out / shown if shown else out}: {err.strerror or err.__class__.__name__}; "
+                       "free space or choose a writable --output, then rerun with --continue", code=code)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _output_writes(out: Path):
+    try:
+        yield
+    except OSError as err:
+        typed = output_write_error(err, out)
+        if typed is None:
+            raise
+        raise typed from err
+
+
 def run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions) -> BatchSummary:
-    """Predict every case of this part; write per-case outputs, results.csv and the run record."""
+    """Predict every case of this part; write per-case outputs, results.csv and the run record.
+    Raises ``ConfigError`` (disk_full / read_only) when the output folder cannot be written."""
+    with _output_writes(opts.output):
+        return _run_batch(predictor, cases, opts)
+
+
+def _run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions) -> BatchSummary:
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -185,7 +228,7 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
     row: dict[str, Any] = {"case_id": case.case_id, "source": case.source, "code": "", "reason": ""}
     record = CaseRecord(case.source, case.case_id, loaded.input_hash, predictor.model_hash, row, key=case.key)
     if case.kind in ("skipped", "failed"):
-        row.update(status=case.kind, code=case.code, reason=case.reason, seconds=0)
+        row.update(status=case.kind, code=case.code, reason=case.redact(case.reason), seconds=0)
         return record
     start = time.perf_counter()
     error = loaded.error
@@ -193,12 +236,18 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
         try:
             extra, record.outputs = write_case_outputs(predictor, loaded.scan, loaded.prepared, loaded.datasets, opts.output,
                                                        save_probabilities=opts.save_probabilities, preview=opts.preview,
-                                                       input_sha256=loaded.input_hash)  # fmt: skip
+                                                       input_sha256=loaded.input_hash,
+                                                       keep_patient_identity=opts.keep_patient_identity)  # fmt: skip
             row.update(status="ok", **extra)
+        except OSError as err:
+            if output_write_error(err, opts.output) is not None:
+                raise  # the output folder, not this input: stops the run (run_batch types it)
+            error = err
         except Exception as err:  # noqa: BLE001 - recorded as this input's failure
             error = err
     if error is not None:
-        row.update(status="failed", code=getattr(error, "code", "internal"), reason=_reason(error, case.source))
+        reason = case.redact(_reason(error, case.source))
+        row.update(status="failed", code=getattr(error, "code", "internal"), reason=reason)
         record.retry = not isinstance(error, InputError)
     row["seconds"] = round(loaded.seconds + time.perf_counter() - start, 3)
     return record
@@ -240,8 +289,10 @@ def _run_record(predictor: Predictor, opts: BatchOptions, summary: BatchSummary,
             "part": opts.part,
             "of": opts.of,
             "dicom_seg": opts.dicom_seg,
+            "keep_patient_identity": opts.keep_patient_identity,
             "preview": opts.preview,
             "allow_resample": opts.allow_resample,
+            "pseudonymize": opts.pseudonymize,
         },
         "inputs": n,
         "counts": summary.counts,

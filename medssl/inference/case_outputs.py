@@ -3,7 +3,8 @@
 - ``CASE.nii.gz``: label map (uint8) on the scan's original grid and affine
 - ``CASE.json``: per-label statistics (``stats.label_stats``) or class probabilities
 - ``CASE.png``: orthogonal mid-slices with the overlay
-- ``CASE_seg.dcm``: DICOM SEG referencing the source series (DICOM inputs)
+- ``CASE_seg.dcm``: DICOM SEG referencing the source series (DICOM inputs); de-identified
+  unless ``keep_patient_identity``; segments coded from the artifact's ``meta.label_codes``
 - ``CASE_probabilities.nii.gz``: (X, Y, Z, K) float32 (``--save-probabilities``)
 - ``CASE_uncertainty.nii.gz``: (X, Y, Z) float32 flip disagreement in [0, 1] (``--tta``)"""
 
@@ -33,6 +34,7 @@ def write_case_outputs(
     save_probabilities: bool = False,
     preview: bool = True,
     input_sha256: str = "",
+    keep_patient_identity: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Predict ``scan`` and write its files. Returns (results.csv columns, file names written)."""
     pred = predictor.predict(scan, keep_probabilities=save_probabilities, prepared=prepared)
@@ -54,12 +56,14 @@ def write_case_outputs(
         written.append(f"{cid}.png")
         write_preview(out / written[-1], scan.array, pred.label, scan.affine, scan.modality)
     if datasets:
-        from medssl import __version__
+        from medssl.artifacts.labels import LabelVocabulary
 
         written.append(f"{cid}_seg.dcm")
-        write_dicom_seg(out / written[-1], pred.label, scan.affine, datasets, predictor.labels, cid,
-                        uid_seed=f"{input_sha256}:{predictor.model_hash}",
-                        model_name=str(predictor.artifact.network.get("name", "medssl")), version=str(__version__))  # fmt: skip
+        vocabulary = LabelVocabulary.from_dict(predictor.artifact.meta.get("label_codes"), "model meta.label_codes")
+        write_dicom_seg(out / written[-1], pred.label, scan.affine, datasets, predictor.labels,
+                        uid_seed=f"{input_sha256}:{predictor.model_hash}", vocabulary=vocabulary,
+                        model_name=str(predictor.artifact.network.get("name", "medssl")),
+                        keep_patient_identity=keep_patient_identity)  # fmt: skip
     written.append(f"{cid}.json")
     write_json(out / written[-1], {**record, **stats})
     row = {f"volume_ml_{name}": entry["volume_ml"] for name, entry in stats["labels"].items()}

@@ -4,7 +4,9 @@ A NIfTI file is one case; a folder of DICOM files (with its subfolders) or a zip
 per image series; a ``manifest.jsonl`` from ``medssl data index`` lists its own rows; a folder
 is searched for all of these. Sources are paths relative to the common parent of the inputs'
 folders (never absolute paths or patient data); case ids are PHI-free and unique within a run
-(nnU-Net style: ``CASE_0000.nii.gz`` gives ``CASE``). Each case's ``key`` (records, collision
+(nnU-Net style: ``CASE_0000.nii.gz`` gives ``CASE``). A path component holding the scan's own
+PatientName / PatientID tokens (``medssl.io.path_privacy``) becomes ``case-<hash>`` in the
+source and the case id; ``pseudonymize`` does that for every component. Each case's ``key`` (records, collision
 suffixes) is a hash of its resolved absolute path and series, so it is stable across runs and
 never shows the path."""
 
@@ -15,11 +17,12 @@ import json
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from medssl.data.manifest import LABEL_SUFFIXES, row_path
+from medssl.io.path_privacy import Redactor, mask_label, read_patient_tokens
 from medssl.io.sources import _is_ignored
 
 log = logging.getLogger("medssl.inference")
@@ -37,6 +40,15 @@ class CaseInput:
     reason: str = ""  # why a "skipped" / "failed" input is not run
     code: str = ""
     key: str = ""  # hash of the resolved path (+ series): record name, collision suffix
+    # The patient's tokens and the raw path names masked: in memory only, for ``redact``.
+    patient: frozenset = field(default=frozenset(), repr=False, compare=False)
+    hidden: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def redact(self, text: str) -> str:
+        """``text`` (an error reason) with this case's patient data in paths masked."""
+        redactor = Redactor()
+        redactor.add(self.patient, self.hidden)
+        return redactor(text)
 
 
 def io_api() -> Any:
@@ -55,8 +67,8 @@ def _maybe_dicom(path: Path) -> bool:
     return not _is_nifti(path) and not path.name.lower().endswith(".zip") and not _is_ignored(path.name)
 
 
-def base_case_id(path: Path) -> str:
-    return io_api().case_id_for(path)
+def base_case_id(path: Path, patient: frozenset = frozenset(), pseudonymize: bool = False) -> str:
+    return io_api().case_id_for(path, patient=patient, pseudonymize=pseudonymize)
 
 
 def _label(path: Path, base: Path) -> str:
@@ -79,22 +91,47 @@ def _key(path: Path, detail: str | None = None) -> str:
     return hashlib.sha256(f"{path.resolve()}\0{detail or ''}".encode()).hexdigest()[:24]
 
 
-def collect_inputs(paths: list[str | Path]) -> list[CaseInput]:
+def collect_inputs(paths: list[str | Path], *, pseudonymize: bool = False,
+                   redactor: Redactor | None = None) -> list[CaseInput]:  # fmt: skip
     """Every case of every path, in a stable order, with unique case ids; an input named twice
-    (same resolved path and series) is run once."""
+    (same resolved path and series) is run once. ``pseudonymize``: every case id and source
+    component hashed. ``redactor`` learns each case's patient tokens and masked names (for
+    log lines of the run)."""
     roots = [Path(os.path.normpath(Path(raw).absolute())) for raw in paths]
     base = _common_parent(roots)
     cases: list[CaseInput] = []
     for root in roots:
         if not root.exists():
-            cases.append(CaseInput(root, _label(root, base), base_case_id(root), "failed", reason="input not found", code="not_found"))
+            cases.append(CaseInput(root, _label(root, base), "", "failed", reason="input not found", code="not_found"))
         elif root.is_file() and root.name.endswith(".jsonl"):
             cases.extend(_from_manifest(root))
         elif root.is_file():
             cases.extend(_from_file(root, base))
         else:
             cases.extend(_from_folder(root, base))
+    tokens: dict[Path, frozenset] = {}
+    cases = [_private(c, pseudonymize, redactor, tokens) for c in cases]
     return _unique_ids(_dedupe([c if c.key else replace(c, key=_key(c.path, c.series)) for c in cases]))
+
+
+def _private(case: CaseInput, pseudonymize: bool, redactor: Redactor | None,
+             memo: dict[Path, frozenset]) -> CaseInput:  # fmt: skip
+    """Source and case id of ``case`` with its patient's path components masked."""
+    if case.path not in memo:
+        dicom = case.path.exists() and not _is_nifti(case.path) and case.path.suffix != ".jsonl"
+        memo[case.path] = read_patient_tokens(case.path) if dicom else frozenset()
+    patient = memo[case.path]
+    source = mask_label(case.source, patient, pseudonymize)
+    case_id = case.case_id or base_case_id(case.path)
+    masked_id = base_case_id(case.path, patient, pseudonymize)
+    if masked_id != base_case_id(case.path) or not case.case_id:
+        suffix = f"_{case.series[:8]}" if case.series and case_id.endswith(f"_{case.series[:8]}") else ""
+        case_id = masked_id + suffix
+    raw = case.source.partition("#series=")[0].replace("\\", "/").replace(":", "/").split("/")
+    hidden = tuple(sorted({p for p in [*raw, case.path.name] if p and mask_label(p, patient, pseudonymize) != p}))
+    if redactor is not None:
+        redactor.add(patient, hidden)
+    return replace(case, source=source, case_id=case_id, patient=patient, hidden=hidden)
 
 
 def _dedupe(cases: list[CaseInput]) -> list[CaseInput]:

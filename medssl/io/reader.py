@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +15,7 @@ from medssl.io.dicom_reader import read_dicom
 from medssl.io.limits import ReadLimits
 from medssl.io.nifti import read_nifti
 from medssl.io.notes import held_notes
+from medssl.io.path_privacy import holds_patient_data, pseudonym
 from medssl.io.scan import Scan
 from medssl.io.sources import is_nifti_name, walk_folder
 
@@ -54,10 +56,17 @@ def _read_scan(path: Path, series_uid: str | None, allow_resample: bool, reveal_
                       limits=limits, case_id=case_id, members=members)  # fmt: skip
 
 
-def case_id_for(path: str | Path) -> str:
+def case_id_for(path: str | Path, *, patient: Iterable[str] = (), pseudonymize: bool = False) -> str:
     """PHI-free id from the file or folder name (never from DICOM tags): extension and an
-    nnU-Net channel suffix ``_0000`` removed, characters outside [A-Za-z0-9._-] replaced."""
-    name = Path(path).name
+    nnU-Net channel suffix ``_0000`` removed, characters outside [A-Za-z0-9._-] replaced.
+
+    A name holding the scan's own patient tokens (``patient``, from
+    ``medssl.io.path_privacy.read_patient_tokens``), or any name with ``pseudonymize``,
+    gives its pseudonym ``case-<hash>`` instead (``medssl.io.path_privacy``)."""
+    raw = Path(path).name
+    if pseudonymize or holds_patient_data(raw, patient):
+        return pseudonym(raw)
+    name = raw
     for suffix in _SUFFIXES:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]

@@ -76,13 +76,16 @@ class CNNUNet(nn.Module):
         self.head = nn.Conv3d(coarse, out_channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        feats = self.encoder(x)  # fine -> coarse, each (B, C_i, X_i, Y_i, Z_i)
+        return self.decode(self.encoder(x), x.shape[2:])
+
+    def decode(self, feats: Sequence[Tensor], size: Sequence[int]) -> Tensor:
+        """Encoder features (fine -> coarse, each (B, C_i, X_i, Y_i, Z_i)) -> logits at ``size``."""
         y = feats[-1]
         for block, skip in zip(self.blocks, reversed(feats[:-1])):
             y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
-        if y.shape[2:] != x.shape[2:]:
-            y = F.interpolate(y, size=x.shape[2:], mode="trilinear", align_corners=False)
+        if tuple(y.shape[2:]) != tuple(size):
+            y = F.interpolate(y, size=tuple(size), mode="trilinear", align_corners=False)
         return self.head(y)
 
 
@@ -96,3 +99,55 @@ def build_cnn_unet(
 ) -> nn.Module:
     enc = ENCODERS.build(encoder, in_channels=in_channels, **(encoder_kwargs or {}))
     return CNNUNet(enc, out_channels, decoder_channels)
+
+
+# --- the U-Net as skips + bottleneck, for masked pretraining of the whole network -----------
+# A masked-image-modelling task replaces the skip features at masked positions with learned
+# tokens, so the decoder cannot copy what the encoder saw next to a masked block; the
+# pretrained decoder then transfers into fine-tuning with the encoder (Models Genesis).
+
+
+def unet_skips(net: nn.Module, x: Tensor, features: Sequence[Tensor] | None = None) -> tuple[list[Tensor], Tensor]:
+    """(skips finest first, bottleneck) of a ``cnn_unet`` or MONAI ``SwinUNETR`` for input x.
+
+    ``features``: the encoder's output for ``x`` when already computed (it is not rerun)."""
+    if isinstance(net, CNNUNet):
+        feats = list(features) if features is not None else net.encoder(x)
+        return list(feats[:-1]), feats[-1]
+    if isinstance(net, SwinUNETR):
+        h = list(features) if features is not None else net.swinViT(x, net.normalize)
+        skips = [net.encoder1(x), net.encoder2(h[0]), net.encoder3(h[1]), net.encoder4(h[2]), h[3]]
+        return skips, net.encoder10(h[4])
+    raise TypeError(f"no U-Net skip layout known for {type(net).__name__}")
+
+
+def unet_decode(net: nn.Module, skips: Sequence[Tensor], bottleneck: Tensor, size: Sequence[int]) -> Tensor:
+    """The decoder half of :func:`unet_skips`: logits (B, out_channels, *size)."""
+    if isinstance(net, CNNUNet):
+        return net.decode([*skips, bottleneck], size)
+    if isinstance(net, SwinUNETR):
+        y = net.decoder5(bottleneck, skips[4])
+        for block, skip in zip((net.decoder4, net.decoder3, net.decoder2, net.decoder1), reversed(skips[:4])):
+            y = block(y, skip)
+        return net.out(y)
+    raise TypeError(f"no U-Net decoder layout known for {type(net).__name__}")
+
+
+def unet_encoder(net: nn.Module) -> nn.Module:
+    """The encoder module inside a U-Net (``encoder`` or ``swinViT``)."""
+    return net.encoder if isinstance(net, CNNUNet) else net.swinViT
+
+
+def unet_for_encoder(encoder_spec: dict[str, Any], out_channels: int, in_channels: int = 1) -> nn.Module:
+    """The fine-tuning U-Net over an encoder spec ``{"name", **kwargs}``: ``cnn`` -> ``cnn_unet``,
+    ``swin`` -> ``swin_unetr`` (its ``swinViT`` replaced by medssl's SwinEncoder: same keys)."""
+    from medssl.models.encoders import SwinEncoder
+
+    spec = dict(encoder_spec)
+    name = spec.pop("name")
+    if name == "swin":
+        keep = {k: spec[k] for k in ("feature_size", "depths", "num_heads") if k in spec}
+        net = build_swin_unetr(in_channels=in_channels, out_channels=out_channels, **keep)
+        net.swinViT = SwinEncoder(in_channels=in_channels, **spec)
+        return net
+    return build_cnn_unet(in_channels=in_channels, out_channels=out_channels, encoder=name, encoder_kwargs=spec)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medssl.config import StrictModel
 
@@ -22,19 +22,36 @@ class ViewsConfig(StrictModel):
 
 
 class InpaintConfig(StrictModel):
-    """Masked volume inpainting: L1/MSE on masked voxels only."""
+    """Masked volume inpainting (masked image modelling): L1/MSE on masked voxels only.
+
+    ``decoder``: "unet" reconstructs through the fine-tuning U-Net itself (so its decoder can
+    transfer, Models Genesis style), "light" through a small transposed-conv decoder.
+    ``skips``: what the decoder's skip connections carry at masked positions: "mask_token"
+    (a learned token per level, so the decoder cannot copy around the encoder), "plain"
+    (the encoder's features there; lets shallow stages shortcut), "none" (light decoder only)."""
+
+    renamed: ClassVar[dict[str, str]] = {"decoder_skips": "skips (none | plain | mask_token)"}
 
     weight: float = Field(1.0, ge=0)  # 0 disables the task
     mask: Literal["grid", "boxes"] = "grid"
-    ratio: float = Field(0.5, gt=0, lt=1)  # grid: fraction of cells masked
+    ratio: float = Field(0.75, gt=0, lt=1)  # grid: fraction of cells masked
     patch_size: int = Field(8, ge=1)  # grid: cell side, voxels
     n_boxes: int = Field(4, ge=1)  # boxes: how many per view
     box_min: int = Field(8, ge=1)  # boxes: side range, voxels
     box_max: int = Field(24, ge=1)
     fill: Literal["zero", "noise"] = "zero"  # what masked voxels hold
     loss: Literal["l1", "mse"] = "l1"
-    decoder_width: int = Field(64, ge=8)
-    decoder_skips: bool = False
+    decoder: Literal["light", "unet"] = "unet"
+    skips: Literal["none", "plain", "mask_token"] = "mask_token"
+    decoder_width: int = Field(64, ge=8)  # light decoder only
+
+    @model_validator(mode="after")
+    def _skips_fit_decoder(self) -> InpaintConfig:
+        if self.decoder == "unet" and self.skips == "none":
+            raise ValueError("decoder 'unet' always has skips: choose skips mask_token or plain")
+        if self.decoder == "light" and self.skips == "mask_token":
+            raise ValueError("skips 'mask_token' needs decoder 'unet'")
+        return self
 
 
 class ContrastiveConfig(StrictModel):
@@ -53,8 +70,19 @@ class RotationConfig(StrictModel):
     weight: float = Field(0.0, ge=0)
 
 
+class SpreadConfig(StrictModel):
+    """VICReg variance + covariance terms on every encoder stage's voxel features (anti-collapse)."""
+
+    weight: float = Field(0.0, ge=0)  # 0 disables it
+    covariance: float = Field(1.0, ge=0)  # weight of the covariance term relative to the variance term
+    target_std: float = Field(1.0, gt=0)  # channels below this spread are pushed up
+    voxels: int = Field(4096, ge=16)  # voxels sampled per stage and step
+    visible_only: bool = True  # only voxels the encoder saw (not masked by inpainting)
+
+
 class TasksConfig(StrictModel):
     views: ViewsConfig = ViewsConfig()
     inpaint: InpaintConfig = InpaintConfig()
     contrastive: ContrastiveConfig = ContrastiveConfig()
     rotation: RotationConfig = RotationConfig()
+    spread: SpreadConfig = SpreadConfig()

@@ -11,12 +11,12 @@ from torch import Tensor, nn
 from medssl.data.ssl_views import apply_rotation, two_views
 from medssl.errors import ConfigError
 from medssl.models.encoders import build_encoder
+from medssl.models.segmentation import unet_encoder, unet_for_encoder
 from medssl.tasks.config import TasksConfig
 from medssl.tasks.contrastive import ContrastiveTask
 from medssl.tasks.inpaint import InpaintTask
 from medssl.tasks.rotation import RotationTask
-
-LOSS_KEYS = {"inpaint": "inpaint_l1", "contrastive": "contrastive", "rotation": "rotation"}
+from medssl.tasks.spread import SpreadTask
 
 
 class SSLTask(nn.Module):
@@ -30,7 +30,12 @@ class SSLTask(nn.Module):
     def __init__(self, encoder_spec: dict[str, Any], tasks: TasksConfig, crop_size: int, in_channels: int = 1):
         super().__init__()
         self.encoder_spec = dict(encoder_spec)
-        self.encoder = build_encoder({"in_channels": in_channels, **self.encoder_spec})
+        unet = None
+        if tasks.inpaint.weight > 0 and tasks.inpaint.decoder == "unet":
+            unet = unet_for_encoder(self.encoder_spec, out_channels=in_channels, in_channels=in_channels)
+            self.encoder = unet_encoder(unet)
+        else:
+            self.encoder = build_encoder({"in_channels": in_channels, **self.encoder_spec})
         self.cfg = tasks
         self.crop_size = crop_size
         if crop_size % self.encoder.strides[-1]:
@@ -39,9 +44,10 @@ class SSLTask(nn.Module):
                 f"for encoder '{encoder_spec.get('name')}'"
             )
         ch, strides = self.encoder.out_channels, self.encoder.strides
-        self.inpaint = InpaintTask(tasks.inpaint, ch, strides, in_channels) if tasks.inpaint.weight > 0 else None
+        self.inpaint = InpaintTask(tasks.inpaint, ch, strides, in_channels, unet) if tasks.inpaint.weight > 0 else None
         self.contrastive = ContrastiveTask(tasks.contrastive, ch) if tasks.contrastive.weight > 0 else None
         self.rotation = RotationTask(ch) if tasks.rotation.weight > 0 else None
+        self.spread = SpreadTask(tasks.spread) if tasks.spread.weight > 0 else None
         if not (self.inpaint or self.contrastive or self.rotation):
             raise ConfigError("every pretext task has weight 0; enable at least one of tasks.inpaint/contrastive/rotation")
         self.inpaint_key = f"inpaint_{tasks.inpaint.loss}"
@@ -83,13 +89,13 @@ class SSLTask(nn.Module):
         return out
 
     def _run(self, batch: dict[str, Any], inpaint_only: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        target, masked, mask, labels, _ = self._views(batch)
+        target, masked, mask, labels, gen = self._views(batch)
         features = self.encoder(masked)
         losses: dict[str, Tensor] = {}
         total = target.new_zeros((), dtype=torch.float32)
         tensors = {"input": target, "masked": masked}
         if self.inpaint is not None:
-            res = self.inpaint(features, target, mask)
+            res = self.inpaint(features, target, mask, masked)
             tensors["recon"] = res["recon"]
             total = total + self.cfg.inpaint.weight * res["inpaint"]
             losses[self.inpaint_key] = res["inpaint"].detach()
@@ -99,6 +105,10 @@ class SSLTask(nn.Module):
             res = self.contrastive(features)
             total = total + self.cfg.contrastive.weight * res["contrastive"]
             losses["contrastive"] = res["contrastive"].detach()
+        if self.spread is not None:
+            res = self.spread(features, gen, mask if self.inpaint is not None else None)
+            total = total + self.cfg.spread.weight * res["spread"]
+            losses["spread"] = res["spread"].detach()
         if self.rotation is not None:
             res = self.rotation(features, labels)
             total = total + self.cfg.rotation.weight * res["rotation"]

@@ -1,18 +1,27 @@
-"""Atomic training checkpoints (last two kept) and every RNG state as plain data, so a
-checkpoint loads with ``weights_only=True`` and a re-run resumes exactly."""
+"""Atomic training checkpoints (the newest two readable ones kept) and every RNG state as
+plain data, so a checkpoint loads with ``weights_only=True`` and a re-run resumes exactly.
+
+Readability decides what is kept: pruning never deletes a readable checkpoint while keeping
+unreadable ones, and a run folder whose checkpoints are all unreadable is a
+``CheckpointError`` naming them, not a silent restart from step 0 (``set_aside_unreadable``,
+``--restart``, moves them away first). A write that fails (disk full, read-only folder) is a
+``CheckpointError`` with the path and the OS message; the older checkpoints stay."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from medssl.artifacts.model import atomic_torch_save
+from medssl.atomic import atomic_path
 from medssl.errors import CheckpointError
 
 FORMAT = "medssl.checkpoint"
@@ -20,6 +29,12 @@ FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
 
 log = logging.getLogger("medssl.training")
+
+UNREADABLE_DIR = "unreadable"  # checkpoints/unreadable/: what --restart set aside
+_WRITE_CODES = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EROFS: "read_only",
+                errno.EACCES: "read_only", errno.EPERM: "read_only"}  # fmt: skip
+# (resolved path, size, mtime_ns) -> readable: each file is read at most once per process.
+_READABLE: dict[tuple[str, int, int], bool] = {}
 
 
 def capture_rng() -> dict[str, Any]:
@@ -57,33 +72,193 @@ def checkpoint_paths(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)), reverse=True)  # type: ignore[union-attr]
 
 
-def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``checkpoints/ckpt_<step>.pt`` atomically, then delete all but the newest ``keep``."""
-    path = Path(run_dir) / "checkpoints" / f"ckpt_{step:08d}.pt"
-    atomic_torch_save({"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **payload}, path)
-    for old in checkpoint_paths(run_dir)[keep:]:
-        old.unlink(missing_ok=True)
+def write_error(err: OSError, path: str | Path | None = None) -> CheckpointError:
+    """A failed write in a run folder as a typed error: the path and the OS message
+    (``code`` disk_full, read_only or write_failed)."""
+    where = err.filename or path or "run folder"
+    code = _WRITE_CODES.get(err.errno or 0, "write_failed")
+    hint = {"disk_full": "; free space or point --out elsewhere (the older checkpoints are intact)",
+            "read_only": "; make the run folder writable or point --out elsewhere"}.get(code, "")  # fmt: skip
+    return CheckpointError(f"cannot write {where}: {err.strerror or err.__class__.__name__}{hint}", code=code)
+
+
+@contextlib.contextmanager
+def run_folder_writes(run_dir: str | Path) -> Iterator[None]:
+    """Around a training command: a full disk anywhere, or a refused write inside ``run_dir``
+    (config.yaml, metrics.jsonl, checkpoints), becomes ``write_error``'s typed error instead
+    of an internal error; other OSErrors pass through."""
+    try:
+        yield
+    except OSError as err:
+        inside = bool(err.filename) and _is_under(Path(str(err.filename)), Path(run_dir))
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (err.errno in _WRITE_CODES and inside):
+            raise write_error(err) from err
+        raise
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    try:
+        path.absolute().relative_to(folder.absolute())
+    except ValueError:
+        return False
+    return True
+
+
+def save_torch_file(obj: Any, path: Path) -> Path:
+    """``torch.save`` through an open file (so a full disk surfaces as ``OSError`` with its
+    errno, not torch's ``RuntimeError``), atomically; a failure is a ``CheckpointError``."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+    except OSError as err:
+        raise write_error(err, path) from err
+    except RuntimeError as err:  # torch's writer failed without an OSError behind it
+        raise CheckpointError(f"cannot write {path}: {err.__class__.__name__} from torch.save; check the free "
+                              "space and permissions of the run folder", code="write_failed") from err  # fmt: skip
     return path
 
 
+def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``checkpoints/ckpt_<step>.pt`` atomically, then prune to the newest ``keep``
+    readable checkpoints (unreadable ones go too: nothing can resume from them)."""
+    path = Path(run_dir) / "checkpoints" / f"ckpt_{step:08d}.pt"
+    save_torch_file({"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **payload}, path)
+    _remember(path, True)
+    prune_checkpoints(run_dir, keep)
+    return path
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Newest first, keep the first ``keep`` readable checkpoints; files past them are
+    deleted unread, unreadable ones before them are deleted with a warning."""
+    kept = 0
+    for path in checkpoint_paths(run_dir):
+        if kept < keep and is_readable(path):
+            kept += 1
+            continue
+        if kept < keep:
+            log.warning("deleting unreadable checkpoint %s", path.name)
+        path.unlink(missing_ok=True)
+
+
+def _stamp(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _remember(path: Path, readable: bool) -> None:
+    stamp = _stamp(path)
+    if stamp is not None:
+        _READABLE[stamp] = readable
+
+
+def is_readable(path: Path) -> bool:
+    """Whether ``read_checkpoint(path)`` succeeds (remembered per size and mtime)."""
+    stamp = _stamp(path)
+    if stamp is None:
+        return False
+    if stamp not in _READABLE:
+        try:
+            read_checkpoint(path)
+        except CheckpointError:
+            pass
+    return _READABLE.get(stamp, False)
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
+    path = Path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        _remember(path, False)
         raise CheckpointError(f"{path.name}: cannot be read as a checkpoint ({err.__class__.__name__})") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
+        _remember(path, False)
         raise CheckpointError(f"{path.name}: not a medssl training checkpoint")
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"{path.name}: checkpoint format {data['format_version']} is newer than this medssl")
+    _remember(path, True)
+    return data
+
+
+def read_best(path: Path) -> dict[str, Any]:
+    """Fine-tuning's ``best.pt`` ({metric, step, state_dict}), ``weights_only``; a truncated,
+    foreign or crafted file is a ``CheckpointError`` naming it."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot be read as a best-weights file ({err.__class__.__name__}); pass "
+                              "--restart to set it aside", code="bad_checkpoint") from err  # fmt: skip
+    if not (isinstance(data, dict) and isinstance(data.get("state_dict"), dict)
+            and isinstance(data.get("metric"), (int, float)) and isinstance(data.get("step"), int)):  # fmt: skip
+        raise CheckpointError(f"{path}: not a medssl best-weights file (metric, step, state_dict); pass --restart "
+                              "to set it aside", code="bad_checkpoint")  # fmt: skip
     return data
 
 
 def load_latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     """The newest readable checkpoint in ``run_dir`` (an unreadable newer one is skipped
-    with a warning), or None when there is none."""
+    with a warning), or None when there is none. Checkpoints that are all unreadable raise
+    ``CheckpointError`` naming them: resuming is impossible and starting over would
+    overwrite the run's history (``set_aside_unreadable`` first, as ``--restart`` does)."""
+    failures = []
     for path in checkpoint_paths(run_dir):
         try:
             return read_checkpoint(path)
         except CheckpointError as err:
             log.warning("skipping checkpoint %s", err)
+            failures.append(err.reason)
+    if failures:
+        raise CheckpointError(f"no readable checkpoint in {Path(run_dir) / 'checkpoints'}: {'; '.join(failures)}; "
+                              "pass --restart (pretrain, finetune) to set them aside and train from step 0",
+                              code="no_readable_checkpoint")  # fmt: skip
     return None
+
+
+def set_aside_unreadable(run_dir: Path, extra: tuple[str, ...] = ()) -> list[Path]:
+    """``--restart``: when ``run_dir`` holds checkpoints and none is readable, move them (and
+    ``metrics.jsonl`` and the ``extra`` run files, e.g. ``best.pt``) into
+    ``checkpoints/unreadable/`` so training starts from step 0 without losing or mixing
+    history. A run with a readable checkpoint is left as it is (it resumes). Returns what moved."""
+    run_dir = Path(run_dir)
+    paths = checkpoint_paths(run_dir)
+    if not paths or any(is_readable(p) for p in paths):
+        return []
+    files = [*paths, *(run_dir / name for name in ("metrics.jsonl", *extra))]
+    moved = [t for t in (_set_aside(run_dir, p) for p in files) if t]
+    log.warning("--restart: no readable checkpoint; set aside %s in %s, training from step 0",
+                ", ".join(p.name for p in moved), run_dir / "checkpoints" / UNREADABLE_DIR)  # fmt: skip
+    return moved
+
+
+def set_aside_unreadable_best(run_dir: Path, name: str = "best.pt") -> Path | None:
+    """``--restart`` for fine-tuning: an unreadable ``best.pt`` is moved aside (the run
+    resumes from its checkpoint and finds its best weights again at the next validation)."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        return None
+    try:
+        read_best(path)
+        return None
+    except CheckpointError:
+        target = _set_aside(Path(run_dir), path)
+        log.warning("--restart: %s is unreadable; set aside as %s", name, target)
+        return target
+
+
+def _set_aside(run_dir: Path, path: Path) -> Path | None:
+    if not path.is_file():
+        return None
+    aside = run_dir / "checkpoints" / UNREADABLE_DIR
+    aside.mkdir(parents=True, exist_ok=True)
+    target, n = aside / path.name, 1
+    while target.exists():
+        target, n = aside / f"{path.name}.{n}", n + 1
+    try:
+        path.replace(target)
+    except FileNotFoundError:  # another rank moved it first
+        return None
+    return target

@@ -70,5 +70,5 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
 
 def all_reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN}[op])
+        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
     return t

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from medssl.config import StrictModel
+from medssl.config import CropSize, StrictModel
 from medssl.data.preprocess import PreprocessConfig
+from medssl.models.spec import SWIN_INLINE_KEYS, EncoderSpec, network_spec
 from medssl.training.config import TrainConfig
 
 
@@ -28,24 +29,58 @@ class DataConfig(StrictModel):
     preprocessing: PreprocessConfig = PreprocessConfig()
     val_fraction: float = Field(0.2, ge=0, lt=1)
     test_fraction: float = Field(0.0, ge=0, lt=1)
+    n_test: int | None = Field(None, ge=0)  # exact count; overrides test_fraction
     n_val: int | None = Field(None, ge=0)
     n_train: int | None = Field(None, ge=1)  # keep only this many labeled training cases
     split_seed: int = 0
 
+    def split(self, cases: list, *, n_train: int | None = None, train_seed: int | None = None):
+        """Test / validation / training cases by this config (``split_cases``); the held-out
+        cases never depend on ``n_train`` or ``train_seed``."""
+        from medssl.data.datalist import split_cases
+
+        return split_cases(cases, seed=self.split_seed, val_fraction=self.val_fraction,
+                           test_fraction=self.test_fraction, n_test=self.n_test, n_val=self.n_val,
+                           n_train=n_train, train_seed=train_seed)
+
+
+_MOVED_TO_ENCODER = ("encoder", "encoder_kwargs", *SWIN_INLINE_KEYS)
+
 
 class ModelConfig(StrictModel):
     network: str = "swin_unetr"  # NETWORKS name
-    kwargs: dict[str, Any] = Field(default_factory=dict)  # network arguments (in/out channels are filled in)
-    encoder: str = "swin"  # encoder family, for weight loading and reports
+    encoder: EncoderSpec = EncoderSpec()  # {name, **arguments}: the same spec pretraining uses
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # the network's own arguments (decoder, norm, ...)
     pretrained: str | None = None  # encoder weights (exported encoder, pretrain run, release file)
+    transfer: Literal["encoder", "encoder_decoder"] = "encoder"  # encoder_decoder: also the U-Net decoder
     min_loaded_fraction: float = Field(0.9, gt=0, le=1)
     mode: Literal["full", "partial", "linear_probe"] = "full"
     trainable_stages: int = Field(1, ge=0)  # partial: how many of the deepest encoder stages train
     layer_decay: float | None = Field(None, gt=0, le=1)  # layer-wise LR decay over encoder stages
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_encoder_spellings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("encoder"), str):
+            raise ValueError(f"'encoder: {data['encoder']}' was renamed to 'encoder: {{name: {data['encoder']}}}' "
+                             "(its arguments sit beside the name)")
+        moved = [k for k in (data.get("kwargs") or {}) if k in _MOVED_TO_ENCODER]
+        if moved:
+            raise ValueError(f"'kwargs.{moved[0]}' was renamed: the encoder and its arguments are 'model.encoder' "
+                             "({name: cnn, channels: [...]})")
+        return data
+
+    def network_spec(self) -> dict[str, Any]:
+        """The artifact's network spec (without in/out channels)."""
+        return network_spec(self.network, self.encoder, self.kwargs)
+
 
 class FinetuneTrainConfig(TrainConfig):
     """The shared trainer's settings plus what fine-tuning samples and validates."""
+
+    renamed: ClassVar[dict[str, str]] = {"seed": "seed (top level, as in pretraining)"}
 
     max_steps: int = Field(200, ge=1)
     warmup_steps: int = Field(0, ge=0)
@@ -54,26 +89,54 @@ class FinetuneTrainConfig(TrainConfig):
     tensorboard: bool = False
     progress: bool = False
     batch_size: int = Field(2, ge=1)
-    crop_size: tuple[int, int, int] = (96, 96, 96)
+    crop_size: CropSize = (96, 96, 96)
     pos_fraction: float = Field(0.67, ge=0, le=1)  # crops centred on a foreground voxel
     encoder_lr_mult: float = Field(1.0, gt=0)  # encoder LR = lr * this (* layer decay)
     val_every: int = Field(50, ge=1)
-    seed: int = 0  # weights init, crops, and which n_train cases are drawn
+    patience: int = Field(0, ge=0)  # stop after this many validations without improvement; 0 = never
+    augment: bool = True  # random flips and intensity scale/shift of training crops (same in every arm)
     class_weights: list[float] | Literal["balanced"] | None = "balanced"
 
 
 class InferenceConfig(StrictModel):
-    roi_size: tuple[int, int, int] = (96, 96, 96)
+    roi_size: CropSize = (96, 96, 96)
     overlap: float = Field(0.5, ge=0, lt=1)
     sw_batch_size: int = Field(4, ge=1)
 
 
 class FinetuneConfig(StrictModel):
+    seed: int = 0  # weights init, crops, and which data.n_train cases are drawn
     task: Literal["segmentation", "classification"] = "segmentation"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: FinetuneTrainConfig = FinetuneTrainConfig()
     inference: InferenceConfig = InferenceConfig()
+
+    def encoder_spec(self) -> dict[str, Any]:
+        """``{"name", **kwargs}`` of the encoder inside ``model.network``."""
+        return self.model.encoder.spec()
+
+
+    @model_validator(mode="after")
+    def _network_fits_input(self) -> FinetuneConfig:
+        """Impossible network / crop combinations are config errors naming the keys."""
+        from medssl.models.input_check import check_network_input
+
+        sizes = {"train.crop_size": self.train.crop_size, "inference.roi_size": self.inference.roi_size}
+        spec = {k: v for k, v in self.model.network_spec().items() if k != "name"}
+        check_network_input(self.model.network, spec, sizes, batch_size=self.train.batch_size)
+        return self
+
+
+class SweepSynth(StrictModel):
+    """Phantom cohorts the sweep generates itself (OUT/data/labeled and OUT/data/unlabeled,
+    disjoint subjects), so the benchmark needs no data: ``data.root`` and
+    ``sweep.pretrain_data`` then point at them."""
+
+    labeled: int = Field(22, ge=4)  # test + validation + labeled pool
+    unlabeled: int = Field(64, ge=1)  # the pretraining pool
+    shape: tuple[int, int, int] = (64, 64, 40)
+    seed: int = 0
 
 
 class SweepSection(StrictModel):
@@ -82,9 +145,13 @@ class SweepSection(StrictModel):
     arms: list[Literal["scratch", "pretrained", "linear_probe"]] = Field(default_factory=lambda: ["scratch", "pretrained"])
     pretrained: str | None = None  # checkpoint for the pretrained arms; None: pretrain first
     pretrain_config: str | None = None  # pretrain config run when no checkpoint is given
-    pretrain_overrides: list[str] = Field(default_factory=list)
+    pretrain_overrides: list[str] = Field(default_factory=list)  # key=value on the pretrain config
+    pretrain_data: str | None = None  # unlabeled pool (folder or manifest.jsonl); default data.root
+    synth: SweepSynth | None = None  # generate phantom cohorts instead of reading data.root
+    exclude_eval_from_pretraining: bool = True  # keep val/test cases and their twins out of pretraining
+    probe: bool = True  # frozen-feature segmentation probe of the pretrained vs a random encoder
     metric: str = "dice"
-    bootstrap: int = Field(1000, ge=10)
+    bootstrap: int = Field(2000, ge=10)
 
 
 class SweepConfig(FinetuneConfig):

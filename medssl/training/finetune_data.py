@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from medssl.data.datalist import LabeledCase, read_labeled_case
+from medssl.data.nnunet import labels_by_value
 from medssl.errors import ConfigError, InputError
 from medssl.io.scan import Scan
 from medssl.training.finetune_config import DataConfig, FinetuneConfig
@@ -47,7 +48,7 @@ def resolve_labels(cfg: FinetuneConfig) -> dict[str, str]:
             content = json.loads(path.read_text())
             labels = content.get(key) if key else content
             if isinstance(labels, dict) and labels:
-                return {str(k): str(v) for k, v in labels.items()}
+                return labels_by_value(labels, f"{name} labels")  # MSD value -> name or nnU-Net v2 name -> value
     raise ConfigError(f"no label names for {root.name or 'data'}: set data.labels (index -> name)")
 
 
@@ -115,10 +116,9 @@ def prepare_case(case: LabeledCase, cfg: FinetuneConfig, names: dict[str, str]) 
 
 
 def _to_grid(label: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], new_affine: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import affine_transform
+    from medssl.data.label_resample import resample_label
 
-    m = np.linalg.inv(affine) @ new_affine
-    return affine_transform(label, m[:3, :3], m[:3, 3], output_shape=tuple(shape), order=0, mode="constant", cval=0)
+    return resample_label(label, affine, shape, new_affine)
 
 
 def pad_to(array: np.ndarray, size: tuple[int, ...], value: float = 0.0) -> np.ndarray:

@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from medssl.artifacts.model import ModelArtifact, atomic_torch_save, save_model_artifact
-from medssl.artifacts.weights import check_preprocess, encoder_scope, load_pretrained
+from medssl.artifacts.model import ModelArtifact, save_model_artifact
+from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained
 from medssl.config import config_to_dict, save_config
-from medssl.data.datalist import Splits, load_datalist, split_cases
+from medssl.data.datalist import Splits, load_datalist
 from medssl.errors import CheckpointError, ConfigError
 from medssl.evaluation.evaluate import evaluate_cases
 from medssl.models import build_network
 from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
+from medssl.training.checkpoint import read_best, save_torch_file
 from medssl.training.config import TrainConfig
 from medssl.training.finetune_config import FinetuneConfig
 from medssl.training.finetune_data import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
@@ -58,7 +59,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def network_spec(cfg: FinetuneConfig, in_channels: int, n_out: int) -> dict[str, Any]:
-    spec = {"name": cfg.model.network, **cfg.model.kwargs, "in_channels": in_channels}
+    spec = {**cfg.model.network_spec(), "in_channels": in_channels}
     spec["num_classes" if cfg.task == "classification" else "out_channels"] = n_out
     if cfg.model.network == "swin_unetr":
         for what, size in (("train.crop_size", cfg.train.crop_size), ("inference.roi_size", cfg.inference.roi_size)):
@@ -127,12 +128,11 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
         cfg = cfg.model_copy(deep=True)
         cfg.model.pretrained = str(pretrained)
     save_config(cfg, out / "config.yaml")
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(cfg.seed)
     names = resolve_labels(cfg)
     all_cases = load_datalist(cfg.data.root)
     d = cfg.data
-    splits = split_cases(all_cases, seed=d.split_seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                         n_train=d.n_train, n_val=d.n_val, train_seed=cfg.train.seed if d.n_train else None)
+    splits = d.split(all_cases, n_train=d.n_train, train_seed=cfg.seed if d.n_train else None)
     train = [prepare_case(c, cfg, names) for c in splits.train]
     val = [prepare_case(c, cfg, names) for c in splits.val] or train
     device = resolve_device(cfg.train.device)  # the trainer picks the same (rank-local under DDP)
@@ -140,8 +140,10 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
     network = build_network(spec).to(device)
     report = None
     if pretrained:
-        rep = load_pretrained(network, pretrained, cfg.model.encoder, cfg.model.min_loaded_fraction)
+        rep = load_pretrained(network, pretrained, cfg.model.encoder.name, cfg.model.min_loaded_fraction)
         report = rep.to_dict()
+        if cfg.model.transfer == "encoder_decoder":
+            report["decoder"] = load_decoder(network, pretrained, cfg.model.min_loaded_fraction).to_dict()
         report["preprocess_check"] = check_preprocess(pretrained, cfg.data.preprocessing, cfg.data.modality)
         (out / "load_report.json").write_text(json.dumps(report, indent=1))
     task = _task(cfg, network, train, names).to(device)
@@ -204,24 +206,29 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
     # optimizer-state layout of checkpoints written before per-stage groups went through it.
     per_stage_lr = any(g["lr_mult"] != 1.0 for g in groups)
     best_path = out / "best.pt"
-    best = torch.load(best_path, map_location="cpu", weights_only=True) if best_path.is_file() else \
-        {"metric": float("-inf"), "step": 0, "state_dict": {}}
+    best = read_best(best_path) if best_path.is_file() else {"metric": float("-inf"), "step": 0, "state_dict": {}}
 
     def val_hook(state) -> None:
         if not state.info.is_main or (state.step % t.val_every and state.step != t.max_steps):
             return
         metric = validate(network)
         log.info("step %d validation %.4f", state.step, metric)
+        if state.tensorboard is not None:
+            state.tensorboard.scalars(state.step, {"val_metric": metric})
         with (out / "val.jsonl").open("a") as fh:
             fh.write(json.dumps({"step": state.step, "val_metric": metric}) + "\n")
         if metric > best["metric"] or not best["state_dict"]:
             best.update(metric=metric, step=state.step,
                         state_dict={k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()})
-            atomic_torch_save(best, best_path)
+            save_torch_file(best, best_path)
+        elif t.patience and state.step - best["step"] >= t.patience * t.val_every:
+            log.info("step %d: no validation gain for %d checks, stopping early (best at step %d)",
+                     state.step, t.patience, best["step"])
+            state.stop = True
 
     def batches(position: int):
         while True:
-            yield make(_rng(t.seed, position))
+            yield make(_rng(cfg.seed, position))
             position += 1
 
     trainer_cfg = TrainConfig(**{k: getattr(t, k) for k in TrainConfig.model_fields})
@@ -251,6 +258,10 @@ def _batch_maker(cfg: FinetuneConfig, train: list[PreparedCase]):
     if cfg.task == "segmentation":
         def seg_batch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
             image, label = sample_crops(train, t.batch_size, tuple(t.crop_size), t.pos_fraction, rng)
+            if t.augment:  # intensity only: flips would swap left and right organs (liver / spleen)
+                scale = torch.from_numpy(rng.uniform(0.9, 1.1, (len(image), 1, 1, 1, 1)).astype(np.float32))
+                shift = torch.from_numpy(rng.uniform(-0.1, 0.1, (len(image), 1, 1, 1, 1)).astype(np.float32))
+                image = image * scale + shift
             return {"image": image, "label": label}
         return seg_batch
     roi = tuple(cfg.inference.roi_size)

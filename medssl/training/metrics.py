@@ -1,4 +1,5 @@
-"""``metrics.jsonl`` (one JSON line per logged step) and TensorBoard scalars, rank 0 only."""
+"""``metrics.jsonl`` (one JSON line per logged step) and TensorBoard (grouped scalars, see
+``medssl.training.tensorboard``), rank 0 only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ class MetricsLogger:
     """Append-only metrics; on resume, lines past the resumed step are dropped first so a
     killed-and-resumed run reads like an uninterrupted one."""
 
-    def __init__(self, run_dir: Path, *, enabled: bool, start_step: int, tensorboard: bool):
+    def __init__(self, run_dir: Path, *, enabled: bool, start_step: int, tensorboard: bool,
+                 parts_group: str = "train"):
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.writer = None
@@ -19,9 +21,9 @@ class MetricsLogger:
             return
         self._truncate_after(start_step)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from medssl.training.tensorboard import TensorBoardWriter
 
-            self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
+            self.writer = TensorBoardWriter(Path(run_dir) / "tb", start_step=start_step, parts_group=parts_group)
 
     def _truncate_after(self, step: int) -> None:
         if not self.path.is_file():
@@ -44,9 +46,7 @@ class MetricsLogger:
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.writer is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, step)
+            self.writer.scalars(step, values)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -3,6 +3,7 @@ exporting the pretrained encoder alone."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -18,6 +19,7 @@ from medssl.data.feed import CropSampler, list_volumes, make_batches
 from medssl.errors import CheckpointError
 from medssl.tasks.ssl import SSLTask
 from medssl.training.checkpoint import load_latest_checkpoint
+from medssl.training.collapse_monitor import CollapseMonitor
 from medssl.training.distributed import setup_distributed, teardown_distributed
 from medssl.training.pretrain_config import PretrainConfig
 from medssl.training.preview import preview_hook
@@ -27,6 +29,7 @@ log = logging.getLogger("medssl.training")
 
 ENCODER_FORMAT = "medssl.encoder"
 ENCODER_FORMAT_VERSION = 1
+UNET_PREFIX = "inpaint.decoder.network."
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
@@ -37,7 +40,7 @@ def seed_everything(seed: int, rank: int = 0) -> None:
 
 
 def build_task(cfg: PretrainConfig) -> SSLTask:
-    return SSLTask(cfg.model.spec(), cfg.tasks, cfg.data.crop_size)
+    return SSLTask(cfg.model.encoder.spec(), cfg.tasks, cfg.data.side)
 
 
 def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
@@ -50,7 +53,7 @@ def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
         volumes = list_volumes(cfg.data)
-        region = cfg.data.crop_size + cfg.tasks.views.max_shift
+        region = cfg.data.side + cfg.tasks.views.max_shift
         cache_dir = cfg.data.cache_dir or out / "cache"
         sampler = CropSampler(volumes, cfg.data, cache_dir, region, cfg.seed, info.rank, info.world_size)
         t0 = time.perf_counter()
@@ -59,6 +62,11 @@ def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
             log.info("%d scans cached in %.1f s (%s)", len(sampler.volumes), time.perf_counter() - t0, cache_dir)
         task = build_task(cfg)
         hooks = [preview_hook(cfg.train.preview_every)] if cfg.train.preview_every else []
+        if cfg.monitor.rank_every and info.is_main:
+            monitor = CollapseMonitor(probe_batch(volumes, cfg, cache_dir), cfg.monitor.rank_every, out)
+            step0 = monitor.start(task.encoder)
+            log.info("encoder effective rank at random init: %s", " / ".join(f"{s['rank']:.2f}" for s in step0))
+            hooks.append(monitor)
         batches = make_batches(sampler, cfg.data, pin_memory=info.device.type == "cuda")
         state = fit(task, batches, cfg.train, out, config=config_to_dict(cfg), hooks=hooks, info=info)
         if info.is_main and state.metrics:
@@ -67,6 +75,15 @@ def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
         return state
     finally:
         teardown_distributed()
+
+
+def probe_batch(volumes, cfg: PretrainConfig, cache_dir: Path) -> torch.Tensor:
+    """The fixed probe batch of the collapse monitor: (N, 1, S, S, S) centre views of crops
+    drawn with their own seed (never a training batch)."""
+    probe_cfg = cfg.data.model_copy(update={"batch_size": cfg.monitor.probe_crops, "crops_per_volume": 1})
+    sampler = CropSampler(volumes, probe_cfg, cache_dir, cfg.data.side, cfg.seed + 7919)
+    sampler.prepare()
+    return sampler.batch(0)["image"]
 
 
 def export_encoder(run_dir: str | Path, out: str | Path, *, ema: bool = False) -> dict[str, Any]:
@@ -84,7 +101,7 @@ def export_encoder(run_dir: str | Path, out: str | Path, *, ema: bool = False) -
             raise CheckpointError(f"{run_dir.name}: the run kept no EMA weights (train.ema was 0)")
         weights = ckpt["ema"]
     state = {k[len("encoder.") :]: v for k, v in weights.items() if k.startswith("encoder.")}
-    spec = {"in_channels": 1, **cfg.model.spec()}
+    spec = {"in_channels": 1, **cfg.model.encoder.spec()}
     from medssl.models.encoders import build_encoder
 
     build_encoder(spec).load_state_dict(state, strict=True)  # fails loudly if the spec is off
@@ -97,5 +114,11 @@ def export_encoder(run_dir: str | Path, out: str | Path, *, ema: bool = False) -
         "step": int(ckpt["step"]),
         "ema": ema,
     }
+    unet = {k[len(UNET_PREFIX):]: v for k, v in weights.items() if k.startswith(UNET_PREFIX)}
+    if unet:  # pretrained through the U-Net: its decoder can transfer too (model.transfer)
+        payload["unet"] = {"state_dict": unet}
+    collapse = run_dir / "collapse.json"
+    if collapse.is_file():
+        payload["collapse"] = json.loads(collapse.read_text())
     atomic_torch_save(payload, out)
     return payload

@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from medssl.config import StrictModel
 from medssl.data.feed import PretrainDataConfig
+from medssl.models.spec import EncoderSpec
 from medssl.tasks.config import TasksConfig
 from medssl.training.config import TrainConfig
 
 
-class EncoderConfig(StrictModel):
-    name: str = "swin"  # a name in medssl.models.ENCODERS: swin | cnn
-    kwargs: dict[str, Any] = Field(default_factory=dict)  # passed to the encoder factory
+class PretrainModelConfig(StrictModel):
+    renamed: ClassVar[dict[str, str]] = {"name": "model.encoder.name",
+                                         "kwargs": "model.encoder (arguments sit beside its name)"}
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        from medssl.models import ENCODERS
+    encoder: EncoderSpec = EncoderSpec()
 
-        ENCODERS.get(name)  # ConfigError with a "did you mean" on a typo
-        return name
 
-    def spec(self) -> dict[str, Any]:
-        return {"name": self.name, **self.kwargs}
+class MonitorConfig(StrictModel):
+    """Collapse monitoring: per-stage effective rank and feature std on a fixed probe batch."""
+
+    rank_every: int = Field(100, ge=0)  # steps between measurements; 0 = off
+    probe_crops: int = Field(8, ge=1)  # crops in the fixed probe batch
 
 
 class PretrainConfig(StrictModel):
     seed: int = 0
     data: PretrainDataConfig = PretrainDataConfig()
-    model: EncoderConfig = EncoderConfig()
+    model: PretrainModelConfig = PretrainModelConfig()
     tasks: TasksConfig = TasksConfig()
     train: TrainConfig = TrainConfig()
+    monitor: MonitorConfig = MonitorConfig()

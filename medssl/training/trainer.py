@@ -29,6 +29,7 @@ from medssl.errors import MedsslError
 from medssl.training.checkpoint import capture_rng, load_latest_checkpoint, restore_rng, save_checkpoint
 from medssl.training.config import TrainConfig
 from medssl.training.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed
+from medssl.training import tensorboard
 from medssl.training.metrics import MetricsLogger
 from medssl.training.optim import ModelEMA, build_optimizer, build_scheduler
 
@@ -52,6 +53,9 @@ class TrainState:
     batch: Any = None  # the last micro-batch, on the device
     metrics: dict[str, float] = field(default_factory=dict)  # the last logged line
     bad_steps: int = 0  # non-finite steps skipped in total
+    logger: MetricsLogger | None = None  # hooks may log extra values with it (rank 0)
+    stop: bool = False  # a hook sets it to end training after this step (early stopping)
+    tensorboard: Any = None  # rank 0's TensorBoardWriter (``.scalars(step, {"val_dice": ...})``), or None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.info.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
@@ -123,6 +127,7 @@ def _restore(state: TrainState, ckpt: dict[str, Any], scaler: torch.amp.GradScal
     restore_rng(rngs[state.info.rank % len(rngs)])
     state.step = int(ckpt["step"])
     state.bad_steps = int(ckpt.get("bad_steps", 0))
+    state.stop = bool(ckpt.get("stopped", False))
     return int(ckpt["data_position"])
 
 
@@ -141,6 +146,7 @@ def _save(state: TrainState, scaler: torch.amp.GradScaler, position: int, config
         "data_position": position,
         "bad_steps": state.bad_steps,
         "world_size": state.info.world_size,
+        "stopped": state.stop,
     }
     path = save_checkpoint(state.run_dir, state.step, payload, keep=keep)
     log.debug("checkpoint %s", path.name)
@@ -180,14 +186,18 @@ def fit(
         position = _restore(state, ckpt, scaler)
         if info.is_main:
             log.info("resuming from step %d", state.step)
-    if state.step >= cfg.max_steps:
+    if state.step >= cfg.max_steps or state.stop:  # finished, or stopped early by a hook
         return state
     if cfg.compile:  # in place, so state_dict keys stay unprefixed
         task.compile_parts() if hasattr(task, "compile_parts") else task.compile()
     model: nn.Module = task
     if info.distributed:
         model = DistributedDataParallel(task, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-    metrics = MetricsLogger(run_dir, enabled=info.is_main, start_step=state.step, tensorboard=cfg.tensorboard)
+    metrics = MetricsLogger(run_dir, enabled=info.is_main, start_step=state.step, tensorboard=cfg.tensorboard,
+                            parts_group=tensorboard.parts_group_for(task))  # fmt: skip
+    state.tensorboard = metrics.writer
+    state.logger = metrics
+    hooks = [*hooks, *tensorboard.attach(metrics.writer, config, cfg.preview_every or cfg.checkpoint_every)]
     try:
         _loop(state, model, batches, cfg, scaler, position, config, list(hooks), metrics, keep_checkpoints)
     finally:
@@ -258,7 +268,11 @@ def _loop(state, model, batches, cfg, scaler, position, config, hooks, metrics, 
             window = _Window()
         for hook in hooks:
             hook(state)
-        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+        if info.distributed:  # every rank stops together, whoever's hook asked
+            state.stop = bool(all_reduce_(torch.tensor([int(state.stop)], device=info.device), "max").item())
+        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps or state.stop:
             _save(state, scaler, position, config, keep)
+        if state.stop:
+            break
     bar.close()
     del it

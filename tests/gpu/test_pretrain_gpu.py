@@ -24,7 +24,7 @@ def test_short_swin_pretraining_on_gpu_losses_fall(tmp_path):
 
     synth_cohort(tmp_path / "D", 8, fmt="nifti", seed=0, shape=(128, 128, 96), workers=1)
     cfg = load_config(PretrainConfig, REPO / "configs/pretrain/ct_swin_base.yaml", [
-        f"data.root={tmp_path / 'D'}", "data.crop_size=64", "data.workers=2", "model.kwargs.feature_size=24",
+        f"data.root={tmp_path / 'D'}", "data.crop_size=64", "data.workers=2", "model.encoder.feature_size=24",
         "train.max_steps=120", "train.warmup_steps=10", "train.lr=0.001", "train.log_every=1",
         "train.checkpoint_every=60", "train.preview_every=60", "train.device=cuda",
         "tasks.views.max_shift=8", "tasks.inpaint.box_min=8", "tasks.inpaint.box_max=16",

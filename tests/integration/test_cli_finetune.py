@@ -101,8 +101,8 @@ def test_classification_through_csv(phantoms, tmp_path, capsys):
 
 
 # a 3-stage CNN U-Net with layer-wise LR decay: encoder stage d (0 = deepest) at lr * 0.1 * 0.5 ** (d + 1)
-LAYER_DECAY = ["model.network=cnn_unet", "model.kwargs={encoder: cnn, encoder_kwargs: {channels: [4, 8, 16]}}",
-               "model.encoder=cnn", "model.layer_decay=0.5", "train.encoder_lr_mult=0.1", "train.lr=0.01",
+LAYER_DECAY = ["model.network=cnn_unet", "model.encoder={name: cnn, channels: [4, 8, 16]}",
+               "model.layer_decay=0.5", "train.encoder_lr_mult=0.1", "train.lr=0.01",
                "train.crop_size=[16,16,16]", "train.warmup_steps=2", "train.min_lr_ratio=0"]
 
 
@@ -170,26 +170,33 @@ def test_layer_decay_run_killed_and_rerun_ends_like_an_uninterrupted_one(phantom
 
 def test_sweep_pretrains_then_compares_arms(phantoms, tmp_path, capsys):
     out = tmp_path / "sweep"
-    rc = main(["sweep", "--config", str(CONFIGS / "smoke_sweep.yaml"), "--out", str(out), f"data.root={phantoms}",
-               "train.max_steps=10", "train.val_every=5",
-               ("sweep.pretrain_overrides=[train.max_steps=6,train.preview_every=0,train.tensorboard=false,"
-                "train.progress=false,train.checkpoint_every=6]")])
+    rc = main(["sweep", "--config", str(CONFIGS / "smoke_sweep.yaml"), "--out", str(out)])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["completeness"]["status"] == "final"
     assert set(report["arms"]) == {"scratch", "pretrained"} and report["metric"] == "dice"
     for arm in report["arms"].values():
-        assert set(arm) == {"2", "4"} and all(len(cell["runs"]) == 2 for cell in arm.values())
-    assert len(report["runs"]) == 8 and "4" in report["difference_vs_scratch"]["pretrained"]
-    assert (out / "report.md").read_text().startswith("# Label-efficiency sweep")
+        assert set(arm) == {"1", "2"} and all(cell["seeds"] == [0, 1] for cell in arm.values())
+    assert len(report["runs"]) == 8 and "2" in report["difference_vs_scratch"]["pretrained"]
+    assert all(r["test_cases"] == report["runs"][0]["test_cases"] for r in report["runs"])  # same test set
+    splits = json.loads((out / "splits.json").read_text())
+    held = set(splits["test"]) | set(splits["val"])
+    assert splits["pretraining"]["used"] == 6 and not held & set(splits["pretraining"]["excluded_as_held_out"])
+    md = (out / "report.md").read_text()
+    assert md.startswith("# Label-efficiency sweep") and "per seed (0, 1)" in md
+    assert "random" in report["probe"]["encoders"] and "pretrained" in report["probe"]["encoders"]
     assert (out / "plot.png").stat().st_size > 1000
     loaded = json.loads((out / "runs" / "pretrained_n2_seed0" / "load_report.json").read_text())
-    assert loaded["loaded"] == loaded["total"] > 0
+    assert loaded["loaded"] == loaded["total"] > 0 and loaded["decoder"]["loaded"] == loaded["decoder"]["total"] > 0
     # the sweep's own pretraining used the fine-tune's preprocessing (ct_window -200..300)
     assert loaded["preprocess_check"] == {"checked": True, "match": True, "differences": {}}
+    ranks = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in ranks if "ssl/rank_0" in r] == [6, 12]
+    assert "collapse" in torch.load(out / "pretrain" / "encoder.pt", weights_only=True)
     assert "| 2 |" in capsys.readouterr().out
     # the frozen-feature probe scores the same checkpoint against random init
     rc = main(["probe", "--config", str(CONFIGS / "smoke_cls.yaml"), "--pretrained", str(out / "pretrain" / "encoder.pt"),
-               "--json", f"data.root={phantoms}"])
+               "--json", f"data.root={phantoms}", "model.encoder.channels=[4,8,16,32]"])
     probe = json.loads(capsys.readouterr().out)
     assert rc == 0 and probe["n_cases"] == 10 and 0.0 <= probe["knn_balanced_accuracy"] <= 1.0
     assert probe["pretrained"]["loaded"] == probe["pretrained"]["total"]
@@ -208,8 +215,8 @@ def test_real_scans_finetune_then_evaluate(real_data, tmp_path, capsys, modality
     rc = main(["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(run), f"data.root={csv}",
                f"data.modality={modality}", "data.labels={'0': background, '1': lesion}", "data.label_map=null",
                "data.val_fraction=0", "data.preprocessing.spacing=[3.0,3.0,4.0]", *window,
-               "model.network=cnn_unet", "model.kwargs={encoder: cnn, encoder_kwargs: {channels: [8, 16, 32]}}",
-               "model.encoder=cnn", "train.pos_fraction=0.9", "train.max_steps=10", "train.val_every=5"])
+               "model.network=cnn_unet", "model.encoder={name: cnn, channels: [8, 16, 32]}",
+               "train.pos_fraction=0.9", "train.max_steps=10", "train.val_every=5"])
     assert rc == 0
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(run), "--data", f"{real_data / test}.nii.gz", "--out", str(report)]) == 0

@@ -16,6 +16,7 @@ import medssl.io
 from medssl.cli import main
 from medssl.errors import EXIT_ALL_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from medssl.inference.predictor import Predictor
+from medssl.io.path_privacy import pseudonym
 from tests.unit.test_inference_fixtures import threshold_artifact
 
 pytestmark = pytest.mark.integration
@@ -76,9 +77,13 @@ def test_batch_records_every_input_and_continue_does_nothing(cohort, bone_model,
             assert (out / f"{cid}{suffix}").is_file()
         assert (out / f"{cid}_seg.dcm").is_file() == r["source"].startswith("studies/dicom/")
     # twins give the same volumes: DICOM and NIfTI of one subject are the same grid
+    # (phantom DICOM folders are named after their own PatientName PHANTOM^NNN: masked as case-<hash>)
+    named = {pseudonym(f"phantom_{i:03d}"): f"phantom_{i:03d}" for i in range(N_SUBJECTS)}
     by_subject: dict[str, list[float]] = {}
     for r in ok:
-        by_subject.setdefault(Path(r["source"]).name.split(".")[0], []).append(float(r["volume_ml_bone"]))
+        name = Path(r["source"]).name.split(".")[0]
+        by_subject.setdefault(named.get(name, name), []).append(float(r["volume_ml_bone"]))
+    assert len(by_subject) == N_SUBJECTS
     assert all(v[0] == pytest.approx(v[1], rel=1e-5) for v in by_subject.values())
 
     before = _snapshot(out)
@@ -175,6 +180,19 @@ def test_inputs_with_the_same_name_keep_their_own_outputs(cohort, bone_model, tm
     before = _snapshot(out)
     assert main(argv + ["--continue"]) == EXIT_OK
     assert _snapshot(out) == before
+
+
+def test_seg_is_deidentified_unless_asked(cohort, bone_model, tmp_path):
+    series = cohort / "studies" / "dicom" / "phantom_004"
+    for flags, name in (([], "ANON"), (["--keep-patient-identity"], "PHANTOM")):
+        out = tmp_path / f"out{len(flags)}"
+        argv = ["-q", "predict", "--model", str(bone_model), "--input", str(series), "--output", str(out),
+                "--no-preview", *flags]  # fmt: skip
+        assert main(argv) == EXIT_OK
+        (seg_path,) = out.glob("*_seg.dcm")
+        seg = pydicom.dcmread(seg_path)
+        assert seg.PatientName.family_name == name and seg.SeriesDescription == "medssl segmentation"
+        assert seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "medssl"
 
 
 def test_internal_errors_keep_their_message_out_of_the_results(cohort, bone_model, tmp_path, monkeypatch, caplog):

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from medssl.cli import main
 from tests.conftest import SENTINEL_TEXTS, assert_no_phi
+from tests.dciodvfy import dciodvfy_errors
 from tests.unit.test_inference_fixtures import threshold_artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.realdata]
@@ -101,7 +102,10 @@ def test_dicom_seg_is_written_and_deidentified(predicted, head_ct_series):
     source = pydicom.dcmread(next(p for p in sorted(head_ct_series.iterdir()) if p.is_file()), stop_before_pixels=True)
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
     assert int(seg.NumberOfFrames) == 108
-    assert seg.PatientName.family_name == seg_path.name[: -len("_seg.dcm")] == seg.PatientID
+    assert seg.PatientName.family_name == "ANON" and seg.PatientID.startswith("ANON-")
+    assert seg_path.name[: -len("_seg.dcm")].encode() not in seg_path.read_bytes()  # nothing from the path
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "272673000"  # Bone
+    assert dciodvfy_errors(seg_path) == []
 
 
 def test_sentinel_reaches_no_output(predicted, capsys):

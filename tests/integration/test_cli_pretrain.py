@@ -77,7 +77,7 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
 def test_kill_9_and_rerun_resumes_exactly(cohort):
     args = ["pretrain", "--config", SMOKE, f"data.root={cohort / 'D'}", f"data.cache_dir={cohort / 'cache'}",
             "train.max_steps=40", "train.checkpoint_every=10", "train.preview_every=0",
-            "train.tensorboard=false", "train.progress=false", "data.batch_size=2", "model.kwargs.channels=[4,8,16,32]"]
+            "train.tensorboard=false", "train.progress=false", "data.batch_size=2", "model.encoder.channels=[4,8,16,32]"]
     full, killed = cohort / "full", cohort / "killed"
     assert medssl(*args, "--out", str(full)).returncode == 0
 

@@ -10,6 +10,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from medssl.data.phantom import make_phantom
 from medssl.data.phantom_io import subject_seed, synth_cohort, write_dicom_series
+from tests.dciodvfy import dciodvfy_errors
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,11 @@ def test_series_headers(cohort):
     assert [ds.InstanceNumber for ds in dss] == list(range(1, 13))
     assert len({ds.SOPInstanceUID for ds in dss}) == 12
     assert len({ds.SeriesInstanceUID for ds in dss}) == 1
+
+
+def test_series_passes_dciodvfy(cohort):
+    first, last = sorted((cohort / "dicom" / "phantom_000").iterdir())[::11]
+    assert dciodvfy_errors(first) == [] and dciodvfy_errors(last) == []
 
 
 def test_uids_deterministic(tmp_path):

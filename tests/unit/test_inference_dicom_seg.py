@@ -16,6 +16,7 @@ from medssl.inference import Predictor
 from medssl.inference.dicom_seg import write_dicom_seg
 from medssl.inference.outputs import write_nifti
 from medssl.io import read_dicom_datasets, read_scan
+from tests.dciodvfy import dciodvfy_errors
 from tests.unit.test_inference_fixtures import (
     grid_affine,
     sphere_scan,
@@ -85,7 +86,8 @@ def test_seg_references_series_frames_and_hides_patient(dicom_phantom, tmp_path)
     assert ds.StudyInstanceUID == datasets[0].StudyInstanceUID
     assert int(ds.NumberOfFrames) == len(datasets) * 2  # one per source slice and segment
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["sphere", "box"]
-    assert ds.PatientName.family_name == "case_007" and ds.PatientID == "case_007" and ds.PatientIdentityRemoved == "YES"
+    assert ds.PatientName.family_name == "ANON" and ds.PatientID.startswith("ANON-") and ds.PatientIdentityRemoved == "YES"
+    assert b"case_007" not in raw  # the case id may be a file name: never written
     assert str(datasets[0].PatientName) == name_before  # the sources are left alone
     assert name_before.encode() not in raw and datasets[0].PatientID.encode() not in raw
     seg = hd.seg.Segmentation.from_dataset(ds)
@@ -114,6 +116,93 @@ def test_seg_drops_study_and_series_free_text_but_keeps_uids(dicom_phantom, tmp_
     assert b"SENTINEL" not in raw
     ds = pydicom.dcmread(tmp_path / "s.dcm")
     assert ds.StudyInstanceUID == datasets[0].StudyInstanceUID  # links the SEG to its source study
-    assert ds.StudyDescription == "" and ds.SeriesDescription == "medssl segmentation case_9"
+    assert ds.StudyDescription == "" and ds.SeriesDescription == "medssl segmentation"
     assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113110"]
     assert datasets[0].StudyDescription == "SENTINEL-STUDYDESC"  # the sources are left alone
+
+
+def test_seg_passes_dciodvfy_with_coded_segments(dicom_phantom, tmp_path):
+    folder, _ = dicom_phantom
+    scan = read_scan(folder)
+    datasets = read_dicom_datasets(folder)
+    label = np.zeros(SHAPE, np.uint8)
+    label[5:10, 5:10, 2:4] = 1
+    label[20:24, 3:6, 8:11] = 2
+    label[12:16, 12:16, 5:7] = 3
+    labels = {"0": "background", "1": "kidney", "2": "lesion", "3": "left_lung"}
+    path = write_dicom_seg(tmp_path / "s.dcm", label, scan.affine, datasets, labels, "c", uid_seed="w",
+                           model_name="swin_unetr", version="1.2.3")  # fmt: skip
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    assert len(ds.DeidentificationMethod) <= 64
+    segs = ds.SegmentSequence
+    kidney, lesion, lung = (s.SegmentedPropertyTypeCodeSequence[0] for s in segs)
+    assert segs[0].SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"
+    assert (kidney.CodeValue, kidney.CodingSchemeDesignator, kidney.CodeMeaning) == ("64033007", "SCT", "Kidney")
+    assert segs[1].SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    assert lesion.CodeValue == "52988006"
+    assert lung.CodeValue == "39607008" and lung.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "7771000"
+    assert all(len(s.RecommendedDisplayCIELabValue) == 3 for s in segs)
+    algo = segs[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert (algo.AlgorithmName, algo.AlgorithmVersion) == ("medssl", "1.2.3")
+    assert "swin_unetr" in algo.AlgorithmParameters
+
+
+def test_seg_codes_from_a_user_vocabulary(dicom_phantom, tmp_path):
+    from medssl.artifacts.labels import LabelVocabulary
+
+    folder, _ = dicom_phantom
+    datasets = read_dicom_datasets(folder)
+    label = np.zeros(SHAPE, np.uint8)
+    label[5:10, 5:10, 2:4] = 1
+    vocab = LabelVocabulary.from_dict({"1": {"category": "SCT:49755003:Morphologically Abnormal Structure",
+                                             "type": ["4147007", "SCT", "Mass"], "color": [255, 0, 0]}})  # fmt: skip
+    path = write_dicom_seg(tmp_path / "s.dcm", label, read_scan(folder).affine, datasets, {"0": "bg", "1": "blob"},
+                           uid_seed="x", vocabulary=vocab)  # fmt: skip
+    seg = pydicom.dcmread(path).SegmentSequence[0]
+    assert seg.SegmentedPropertyTypeCodeSequence[0].CodeValue == "4147007"
+    assert hd.color.CIELabColor.from_dicom_value(seg.RecommendedDisplayCIELabValue).to_rgb() == (255, 0, 0)
+    assert dciodvfy_errors(path) == []
+
+
+def test_seg_keeps_patient_identity_only_when_asked(dicom_phantom, tmp_path):
+    folder, _ = dicom_phantom
+    datasets = read_dicom_datasets(folder)
+    for ds in datasets:
+        ds.PatientName, ds.PatientID, ds.StudyDescription = "SENTINEL^PHI", "PHI-0001", "SENTINEL-STUDY"
+    label = np.zeros(SHAPE, np.uint8)
+    label[5:10, 5:10, 2:4] = 1
+    path = write_dicom_seg(tmp_path / "s.dcm", label, read_scan(folder).affine, datasets, LABELS, "c", uid_seed="y",
+                           keep_patient_identity=True)  # fmt: skip
+    ds = pydicom.dcmread(path)
+    assert (str(ds.PatientName), ds.PatientID, ds.StudyDescription) == ("SENTINEL^PHI", "PHI-0001", "SENTINEL-STUDY")
+    assert ds.SeriesDescription == "medssl segmentation" and "PatientIdentityRemoved" not in ds
+    assert dciodvfy_errors(path) == []
+
+
+def test_seg_with_column_cosine_towards_anterior_is_not_mirrored(tmp_path):
+    """IOP column cosine [0, -1, 0] (rows run posterior -> anterior): the case TotalSegmentator
+    once wrote mirrored front-to-back."""
+    affine = grid_affine((1.0, 1.2, 2.0), "LAS", origin=(20.0, -30.0, 10.0))
+    label = np.zeros(SHAPE, np.uint8)
+    label[4:9, 2:6, 3:5] = 1  # near the posterior edge only: a mirror would move it to the front
+    scan = sphere_scan(affine, SHAPE, affine[:3, 3], 3.0)
+    write_dicom_series(scan.array, affine, tmp_path / "series", seed=4)
+    datasets = read_dicom_datasets(tmp_path / "series")
+    assert [round(float(v)) for v in datasets[0].ImageOrientationPatient[3:]] == [0, -1, 0]
+    path = write_dicom_seg(tmp_path / "s.dcm", label, affine, datasets, {"0": "bg", "1": "blob"}, uid_seed="z")
+    seg = hd.seg.segread(path)
+    expected = _world_points(label == 1, affine)
+    assert np.abs(_seg_world_points(seg, 1) - expected).max() < 0.01
+    assert dciodvfy_errors(path) == []
+
+
+def test_label_resampling_keeps_half_voxel_edges():
+    from medssl.data.label_resample import resample_label
+
+    label = np.arange(1, 5, dtype=np.uint8)[:, None, None]
+    shifted = np.eye(4)
+    shifted[0, 3] = -0.4  # target voxel 0 sits 0.4 voxel before the source's first centre: still inside it
+    assert resample_label(label, np.eye(4), (4, 1, 1), shifted).ravel().tolist() == [1, 2, 3, 4]
+    shifted[0, 3] = 0.6
+    assert resample_label(label, np.eye(4), (4, 1, 1), shifted).ravel().tolist() == [2, 3, 4, 0]

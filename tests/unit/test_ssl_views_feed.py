@@ -126,7 +126,7 @@ def test_padding_uses_the_volume_background_found_once(scans, tmp_path, monkeypa
 
     monkeypatch.setattr(feed, "open_cache", Cache)
     raw = PreprocessConfig(intensity="none")  # background stays -1000 HU, not 0
-    cfg = PretrainDataConfig(root=scans, batch_size=6, crops_per_volume=2, foreground_prob=0.0, preprocess=raw)
+    cfg = PretrainDataConfig(root=scans, batch_size=6, crops_per_volume=2, foreground_prob=0.0, preprocessing=raw)
     sampler = CropSampler(list_volumes(cfg), cfg, tmp_path / "cache", region=20, seed=1)  # Z is 16 < 20
     images = torch.cat([sampler.batch(i)["image"] for i in range(4)])
     assert images.shape == (24, 1, 20, 20, 20)

@@ -136,7 +136,7 @@ def test_pretrain_config_rejects_typos():
     from medssl.training.pretrain_config import PretrainConfig
 
     with pytest.raises(ConfigError, match="did you mean 'swin'"):
-        load_config(PretrainConfig, None, ["model.name=swim"])
+        load_config(PretrainConfig, None, ["model.encoder.name=swim"])
     with pytest.raises(ConfigError, match="unknown key 'tasks.inpaint.ratoi'"):
         load_config(PretrainConfig, None, ["tasks.inpaint.ratoi=0.3"])
     cfg = load_config(PretrainConfig, None, ["data.root=/x", "train.max_steps=40", "seed=11"])

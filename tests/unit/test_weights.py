@@ -136,7 +136,7 @@ def test_preprocess_mismatch_with_pretraining_is_warned_and_reported(tmp_path, c
 
     enc = ENCODERS.build("cnn", in_channels=1, channels=(4, 8))
     path = tmp_path / "encoder.pt"
-    pretrain_data = {"root": "D", "preprocess": PreprocessConfig().model_dump(mode="json")}  # auto: -1000..1000
+    pretrain_data = {"root": "D", "preprocessing": PreprocessConfig().model_dump(mode="json")}  # auto: -1000..1000
     torch.save({"format": "medssl.encoder", "encoder": {"name": "cnn", "channels": [4, 8]},
                 "state_dict": enc.state_dict(), "config": {"data": pretrain_data}}, path)
     narrow = PreprocessConfig(intensity="ct_window", ct_window={"a_min": -200, "a_max": 300})
@@ -155,3 +155,32 @@ def test_preprocess_mismatch_with_pretraining_is_warned_and_reported(tmp_path, c
     plain = tmp_path / "plain.pt"
     torch.save(enc.state_dict(), plain)
     assert check_preprocess(plain, narrow, "CT")["checked"] is False
+
+
+def tutorial_layout(swin_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The MONAI tutorial SSL checkpoint's model dict: ``encoder.`` prefix, stages one
+    Sequential deeper (``layersN.0.0.``), a mask token and decoder tensors."""
+    import re
+
+    sd = {"encoder." + re.sub(r"^(layers\d+)\.0\.", r"\1.0.0.", k): v.clone() for k, v in swin_state.items()}
+    sd["encoder.mask_token"] = torch.zeros(1, 1, 8 * FS)
+    sd["decoder.conv.weight"] = torch.zeros(4, 4, 3, 3, 3)
+    return sd
+
+
+@pytest.mark.parametrize("fs", [FS, 48])
+def test_monai_tutorial_checkpoint_layout_loads_every_backbone_tensor(tmp_path, fs):
+    torch.manual_seed(2)
+    enc_src = SwinUNETR(in_channels=1, out_channels=2, feature_size=fs).swinViT
+    sd = tutorial_layout(enc_src.state_dict())
+    assert any(".layers1.0.0.blocks." in k for k in sd)
+    path = tmp_path / "ssl_pretrained_weights.pth"
+    torch.save({"model": sd, "optimizer": {}, "epoch": 3}, path)
+    net = build_network({"name": "swin_unetr", "feature_size": fs})
+    report = load_pretrained(net, path, "swin")
+    assert report.source_format == "monai_tutorial"
+    assert report.loaded == report.total == len(enc_src.state_dict())
+    assert (fs != 48) or report.total == 126
+    assert "encoder.mask_token" in report.ignored and report.unexpected == ["decoder.conv.weight"]
+    key = "layers2.0.blocks.1.attn.qkv.weight"
+    assert torch.equal(net.swinViT.state_dict()[key], enc_src.state_dict()[key])
