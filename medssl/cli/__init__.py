@@ -50,13 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(quiet: bool) -> None:
+def _setup_logging(quiet: bool, debug: bool = False) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    if not debug:
+        # Library warnings (numpy RuntimeWarnings, deprecations) quote source lines and come
+        # in bursts; an error is one line. --debug shows them.
+        logging.captureWarnings(True)
+        logging.getLogger("py.warnings").setLevel(logging.ERROR)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    _setup_logging(args.quiet)
+    _setup_logging(args.quiet, args.debug)
     try:
         return int(args.func(args) or 0)
     except MedsslError as err:
         if args.debug:
             raise
-        print(f"medssl: error [{err.code}]: {err}", file=sys.stderr)
+        print(f"medssl: error [{err.code}]: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
         print("medssl: interrupted", file=sys.stderr)

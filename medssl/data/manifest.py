@@ -192,8 +192,8 @@ def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list
     """Rows for one input; never raises for a bad input."""
     path = Path(root) / inp.rel
     try:
-        if inp.kind == "dicom":  # subfolders are inputs of their own
-            result = probe(path, recursive=False)
+        if inp.kind == "dicom":  # subfolders and the folder's NIfTI files are inputs of their own
+            result = probe(path, recursive=False, include_nifti=False)
         else:
             result = probe(path)
     except MedsslError as err:  # InputError subclasses; a limit or config problem alike
@@ -205,7 +205,8 @@ def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list
         return [_failed_row(inp, inp.rel, "internal", f"unexpected {err.__class__.__name__} while reading headers")]
     rows = _series_rows(inp, result)
     for rel, code, reason in result.failed:
-        where = inp.rel if inp.kind == "nifti" or rel == Path(inp.rel).name else f"{inp.rel}/{rel}"
+        where = inp.rel if inp.kind == "nifti" or rel == Path(inp.rel).name else posixpath.join(inp.rel, rel)
+        where = posixpath.normpath(where)  # "./x.dcm" for a file at the root -> "x.dcm"
         rows.append(_failed_row(inp, where, code, reason))
     if not rows:
         kinds = sorted({getattr(h, "kind", "?") for h in result.series})

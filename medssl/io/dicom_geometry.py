@@ -13,12 +13,14 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from medssl.errors import CorruptFileError, GeometryError, UnsupportedInputError
-from medssl.io.dicom_headers import required_int
+from medssl.io.dicom_elements import optional_float, required_int, tag_float, tag_value
+from medssl.io.limits import DEFAULT_LIMITS, ReadLimits
 
 ORIENTATION_TOL = 1e-3  # max difference between direction cosines of two slices
 ORTHONORMAL_TOL = 1e-2  # IOP vectors this close to unit length and perpendicular are orthonormalised
-SPACING_RTOL = 0.05  # slice gaps further than this from the median count as uneven (as dicom2nifti)
+SPACING_RTOL = 0.05  # a slice further than this (x step) from the fitted regular line counts as uneven
 TILT_TOL_DEG = 0.1  # slice positions drifting sideways by more than this angle = gantry tilt
+MAX_POSITION_MM = 1e9  # positions further out are garbage (and would overflow the sums below)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -31,7 +33,7 @@ class StackGeometry:
     pixel_spacing: tuple[float, float]  # (between columns = along i, between rows = along j)
     positions: np.ndarray  # (n, 3) LPS, in sorted order
     offsets: np.ndarray  # (n,) positions projected on the normal, ascending
-    step: float  # median slice step along the normal (mm)
+    step: float  # slice step along the normal (mm): least-squares fit, or the median gap when uneven
     tilt_deg: float
     uneven: bool
 
@@ -47,10 +49,10 @@ class StackGeometry:
 
 def _floats(ds: Dataset, keyword: str, n: int, where: str, *, positive: bool = False) -> np.ndarray:
     try:
-        value = ds.get(keyword)
+        value = tag_value(ds, keyword)
         values = [value] if isinstance(value, (str, bytes, int, float)) else value
         arr = np.array([float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         arr = np.zeros(0)
     if arr.shape != (n,) or not np.isfinite(arr).all():
         raise UnsupportedInputError(f"{keyword} is missing or malformed; cannot place the slices in space",
@@ -76,9 +78,19 @@ def orthonormal_directions(row: np.ndarray, col: np.ndarray, series: str,
     return row, col, np.cross(row, col)
 
 
-def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where: str = "") -> StackGeometry:
+def check_spacing(value: float, what: str, limits: ReadLimits, series: str, where: str) -> None:
+    """A voxel spacing or slice step outside the physical bounds of ``limits`` is a GeometryError."""
+    if not limits.min_spacing_mm <= value <= limits.max_spacing_mm:
+        raise GeometryError(f"series {series}: {what} of {value:.4g} mm is physically implausible (bounds "
+                            f"{limits.min_spacing_mm:g} to {limits.max_spacing_mm:g} mm, "
+                            "ReadLimits.min_spacing_mm / max_spacing_mm)", source=where)  # fmt: skip
+
+
+def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where: str = "",
+                   limits: ReadLimits = DEFAULT_LIMITS) -> StackGeometry:  # fmt: skip
     """Sort and validate a series' slices (headers only). Raises GeometryError on mixed
-    orientations, missing or duplicate slices; flags uneven spacing and tilt for the caller."""
+    orientations, missing or duplicate slices, implausible spacing; flags uneven spacing and
+    tilt for the caller."""
     where = where or series
     if len(datasets) < 2:
         raise UnsupportedInputError(f"series {series} holds a single 2D image; medssl reads 3D volumes "
@@ -98,9 +110,15 @@ def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where
     if len(sizes) > 1 or len(spacings) > 1:
         raise GeometryError(f"series {series}: slices differ in size or pixel spacing", source=where)
     row_spacing, col_spacing = _floats(datasets[0], "PixelSpacing", 2, names[0])  # (between rows, between columns)
+    for value in (row_spacing, col_spacing):
+        check_spacing(float(value), "PixelSpacing", limits, series, where)
 
     positions = np.stack([_floats(ds, "ImagePositionPatient", 3, n) for ds, n in zip(datasets, names)])
-    offsets = positions @ normal
+    with np.errstate(all="ignore"):
+        offsets = positions @ normal
+    if not np.isfinite(offsets).all() or np.abs(positions).max() > MAX_POSITION_MM:
+        raise GeometryError(f"series {series}: ImagePositionPatient up to {np.abs(positions).max():.3g} mm from "
+                            "the origin is implausible", source=where)  # fmt: skip
     order = [int(i) for i in np.argsort(offsets, kind="stable")]
     positions, offsets = positions[order], offsets[order]
     gaps = np.diff(offsets)
@@ -108,13 +126,27 @@ def stack_geometry(datasets: list[Dataset], names: list[str], series: str, where
         raise UnsupportedInputError(f"series {series}: several slices share one position (several phases, "
                                     "echoes or duplicates?); split the series first", source=where)  # fmt: skip
     step = float(np.median(gaps))
+    check_spacing(step, "slice step", limits, series, where)
     _check_missing(gaps, step, len(datasets), series, where)
-    uneven = bool((np.abs(gaps - step) > SPACING_RTOL * step).any())
+    _check_counts([datasets[i] for i in order], series, where)
+    step, uneven = _fitted_step(offsets, step)
 
     drift = positions[-1] - positions[0]
     tilt = float(np.degrees(np.arccos(np.clip(abs(drift @ normal) / np.linalg.norm(drift), -1, 1))))
     return StackGeometry(order, row_dir, col_dir, normal, (float(col_spacing), float(row_spacing)),
                          positions, offsets, step, tilt, uneven)  # fmt: skip
+
+
+def _fitted_step(offsets: np.ndarray, median_step: float) -> tuple[float, bool]:
+    """(step, uneven): positions are compared with the least-squares line through them, as
+    ITK and dcm2niix do, so scanner jitter of a few hundredths of a mm passes while a slice
+    off the regular grid by more than SPACING_RTOL x step is uneven (median step returned)."""
+    k = np.arange(len(offsets), dtype=np.float64)
+    slope, intercept = np.polyfit(k, offsets, 1)
+    residual = np.abs(offsets - (intercept + slope * k)).max()
+    if residual > SPACING_RTOL * slope:
+        return median_step, True
+    return float(slope), False
 
 
 def _check_missing(gaps: np.ndarray, step: float, found: int, series: str, where: str) -> None:
@@ -129,3 +161,28 @@ def _check_missing(gaps: np.ndarray, step: float, found: int, series: str, where
             f"(first gap after sorted slice {first}); add the missing files or choose another series",
             source=where,
         )
+
+
+def _check_counts(datasets: list[Dataset], series: str, where: str) -> None:
+    """A series shorter than its ImagesInAcquisition, or than its own InstanceNumber range
+    (numbers running monotonically with position, at the smallest stride found) is missing
+    slices; this also catches gaps that uneven spacing would hide from ``_check_missing``."""
+    found = len(datasets)
+    declared = {optional_float(ds, "ImagesInAcquisition") for ds in datasets}
+    if len(declared) == 1 and (total := int(declared.pop() or 0)) > found:
+        raise GeometryError(f"series {series}: missing slices: ImagesInAcquisition says {total}, found {found}; "
+                            "add the missing files", source=where)  # fmt: skip
+    try:
+        numbers = np.array([tag_float(ds, "InstanceNumber") for ds in datasets], dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # absent or malformed on some slice: nothing to check against
+    steps = np.diff(numbers)
+    if not (np.isfinite(numbers).all() and ((steps > 0).all() or (steps < 0).all())):
+        return
+    stride = float(np.abs(steps).min())
+    if stride < 1:
+        return
+    span = int(round(abs(numbers[-1] - numbers[0]) / stride)) + 1
+    if span > found:
+        raise GeometryError(f"series {series}: missing slices: InstanceNumber runs {int(numbers.min())} to "
+                            f"{int(numbers.max())} ({span} slices), found {found}", source=where)  # fmt: skip

@@ -4,19 +4,19 @@ choosing one: by SeriesInstanceUID (or its short hash), else the largest image s
 from __future__ import annotations
 
 import logging
-import math
-import threading
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medssl.errors import CorruptFileError, InputError, MedsslError, NotAScanError, UnsupportedInputError
+from medssl.errors import (CorruptFileError, GeometryError, InputError, MedsslError, NotAScanError,
+                           UnsupportedInputError)  # fmt: skip
+# Re-exported: the element accessors lived here before dicom_elements split off.
+from medssl.io.dicom_elements import (decode_all, optional_float, quiet_pydicom, required_int,  # noqa: F401
+                                      tag_float, tag_value)  # fmt: skip
 from medssl.io.limits import ReadLimits
+from medssl.io.notes import note
 from medssl.io.phi import is_uid_hash, uid_hash
 from medssl.io.scan import SeriesInfo
 from medssl.io.sources import Member, check_member_size
@@ -33,93 +33,7 @@ NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
 }
 LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "SURVEY"})
-
-
-_QUIET_LOCK = threading.RLock()
-
-
-class _RedactedPydicomLog(logging.Handler):
-    """pydicom's log text may quote tag values (UIDs, names): only the fact is passed on."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        log.debug("pydicom logged a %s (text hidden: it may quote DICOM values)", record.levelname.lower())
-
-
-def silence_pydicom() -> None:
-    """Process-wide, at ``medssl.io`` import: pydicom converts and validates values lazily, on
-    first access long after ``dcmread`` returned, and its warnings and log lines quote them."""
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-    pd_log = logging.getLogger("pydicom")
-    pd_log.propagate = False
-    if not any(isinstance(h, _RedactedPydicomLog) for h in pd_log.handlers):
-        pd_log.addHandler(_RedactedPydicomLog())
-    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
-
-
-silence_pydicom()
-
-
-@contextmanager
-def quiet_pydicom() -> Iterator[None]:
-    """Keep pydicom's value warnings (which may quote tag values) out of logs and stderr."""
-    with _QUIET_LOCK, _quiet():
-        yield
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    config = pydicom.config.settings
-    saved = config.reading_validation_mode
-    config.reading_validation_mode = pydicom.config.IGNORE
-    pd_log = logging.getLogger("pydicom")
-    saved_disabled = pd_log.disabled
-    pd_log.disabled = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        config.reading_validation_mode = saved
-        pd_log.disabled = saved_disabled
-
-
-def tag_float(ds: Dataset, keyword: str) -> float | None:
-    """A numeric tag (the first value if several): None when absent or empty; ValueError
-    when malformed or not finite."""
-    try:
-        value = ds.get(keyword)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, (str, bytes, int, float)):
-            value = value[0]
-        number = float(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        number = float("nan")
-    if not math.isfinite(number):
-        raise ValueError(f"{keyword} is malformed or not finite")
-    return number
-
-
-def optional_float(ds: Dataset, keyword: str, where: str = "") -> float | None:
-    """A numeric tag medssl can do without: None when absent, empty or malformed. The value
-    itself is never logged (free text may hide in it)."""
-    try:
-        return tag_float(ds, keyword)
-    except ValueError:
-        log.debug("%s: %s is malformed; ignored", where, keyword)
-        return None
-
-
-def required_int(ds: Dataset, keyword: str, where: str) -> int:
-    """A positive integer tag the image cannot do without (Rows, Columns), or CorruptFileError
-    naming the tag and the file, never the value."""
-    try:
-        value = int(ds.get(keyword))
-    except (TypeError, ValueError, OverflowError):
-        value = 0
-    if value <= 0:
-        raise CorruptFileError(f"{keyword} is missing or malformed", source=where)
-    return value
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> Dataset:
@@ -127,7 +41,9 @@ def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> D
     check_member_size(member, limits)
     try:
         with quiet_pydicom(), member.open() as f:
-            return pydicom.dcmread(f, stop_before_pixels=headers_only)
+            ds = pydicom.dcmread(f, stop_before_pixels=headers_only)
+            decode_all(ds, member.name)
+            return ds
     except InvalidDicomError as err:
         raise NotAScanError("not a DICOM file (no DICM preamble or file meta)", source=member.name) from err
     except RecursionError as err:
@@ -151,10 +67,20 @@ def classify(ds: Dataset) -> tuple[str, str | None]:
         return kind, f"{kind} is not an image series"
     if "Rows" not in ds or "Columns" not in ds:
         return "non-image", "object holds no image"
-    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    image_type = ds.get("ImageType") or []
+    image_type = {str(v).upper() for v in ([image_type] if isinstance(image_type, str) else image_type)}
     if image_type & LOCALIZER_TYPES:
         return "localizer", "localizer / scout image"
     return "image", None
+
+
+def _image_sop_class(ds: Dataset) -> bool:
+    """Whether the file says it holds an image (e.g. 'CT Image Storage'), in its file meta or dataset."""
+    meta = getattr(ds, "file_meta", None)
+    for value in (ds.get("SOPClassUID"), meta.get("MediaStorageSOPClassUID") if meta is not None else None):
+        if isinstance(value, str) and value and pydicom.uid.UID(value).name.endswith("Image Storage"):
+            return True
+    return False
 
 
 @dataclass
@@ -199,11 +125,20 @@ def group_series(members: list[Member], limits: ReadLimits) -> FolderScan:
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         kind, reason = classify(ds)
+        if kind == "non-image" and _image_sop_class(ds):
+            failed.append((member.name, CorruptFileError.code, "image file without Rows/Columns (truncated?)"))
+            continue
         key = f"{uid}|{kind if kind != 'image' else ''}"
         group = by_uid.get(key)
         if group is None:
             group = by_uid[key] = SeriesGroup(uid, uid_hash(uid) or "no-uid", kind, reason)
         group.items.append((member, ds))
+    image_uids = {g.uid for g in by_uid.values() if g.kind == "image"}
+    for key, group in list(by_uid.items()):
+        if group.kind == "non-image" and group.uid in image_uids:  # a slice of an image series, cut short
+            failed.extend((m.name, CorruptFileError.code, "image header without Rows/Columns (truncated?)")
+                          for m, _ in group.items)  # fmt: skip
+            del by_uid[key]
     groups = sorted(by_uid.values(), key=lambda g: (g.kind != "image", -len(g.items), g.uid_hash))
     return FolderScan(groups, failed)
 
@@ -238,13 +173,44 @@ def select_series(scan: FolderScan, series_uid: str | None, source: str) -> Seri
             )
         raise NotAScanError(f"no DICOM image series found{' (' + skipped + ')' if skipped else ''}", source=source)
     chosen = images[0]
+    _refuse_split_stack(chosen, images[1:], source)
     if len(images) > 1:
-        log.info("%s: %d image series; reading the largest, %s (%s, %d files); pick another with --series",
-                 source, len(images), chosen.uid_hash, chosen.modality, len(chosen.items))  # fmt: skip
+        note(log, logging.INFO, "%s: %d image series; reading the largest, %s (%s, %d files); pick another "
+             "with --series", source, len(images), chosen.uid_hash, chosen.modality, len(chosen.items))  # fmt: skip
     for g in scan.groups:
         if g.kind != "image":
-            log.info("%s: skipped series %s (%d files): %s", source, g.uid_hash, len(g.items), g.skipped_reason)
+            note(log, logging.INFO, "%s: skipped series %s (%d files): %s", source, g.uid_hash, len(g.items),
+                 g.skipped_reason)  # fmt: skip
     return chosen
+
+
+def _stack_key(group: SeriesGroup) -> tuple | None:
+    """What slices of one stack share: study, frame of reference, series number, orientation
+    and size (None when the SeriesNumber is absent: then nothing is claimed)."""
+    ds = group.items[0][1]
+    number = optional_float(ds, "SeriesNumber")
+    if number is None:
+        return None
+    iop = ds.get("ImageOrientationPatient") or []
+    try:
+        orientation = tuple(round(float(v), 3) for v in iop)
+    except (TypeError, ValueError):
+        return None
+    return (str(ds.get("StudyInstanceUID", "")), str(ds.get("FrameOfReferenceUID", "")), number, orientation,
+            optional_float(ds, "Rows"), optional_float(ds, "Columns"))  # fmt: skip
+
+
+def _refuse_split_stack(chosen: SeriesGroup, others: list[SeriesGroup], source: str) -> None:
+    """A few slices under another SeriesInstanceUID but the same SeriesNumber, frame of
+    reference, orientation and size are most likely part of the chosen stack (a wrong UID in
+    their headers): reading the largest part alone would silently drop them."""
+    key = _stack_key(chosen)
+    twins = [g for g in others if key is not None and _stack_key(g) == key]
+    if twins:
+        raise GeometryError(f"series {chosen.uid_hash} ({len(chosen.items)} files) and {twins[0].uid_hash} "
+                            f"({len(twins[0].items)} files) share SeriesNumber, frame of reference, orientation "
+                            "and size: one stack split by a wrong SeriesInstanceUID? Fix the files, or pass "
+                            "--series to read one of them", source=source)  # fmt: skip
 
 
 def _error_for_code(code: str) -> type[InputError]:

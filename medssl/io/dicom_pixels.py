@@ -5,12 +5,15 @@ error naming the syntax and what to install."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.uid import UID, AllTransferSyntaxes
 
 from medssl.errors import CorruptFileError, DecoderMissingError, MedsslError, UnsupportedInputError
-from medssl.io.dicom_headers import optional_float, quiet_pydicom, tag_float
+from medssl.io.dicom_elements import optional_float, quiet_pydicom, required_int, tag_float
 
 INSTALL_HINTS = {
     "JPEG Baseline": "pip install pylibjpeg pylibjpeg-libjpeg",
@@ -31,11 +34,28 @@ def install_hint(syntax: UID) -> str:
     return "no pip-installable decoder is known; decompress first (e.g. gdcmconv --raw or dcmdjpeg)"
 
 
+def transfer_syntax(ds: Dataset, source: str) -> UID | None:
+    """The file's TransferSyntaxUID (None when absent), or UnsupportedInputError when it is
+    not one known transfer syntax (several values, an unknown UID, free text)."""
+    meta = getattr(ds, "file_meta", None)
+    value = meta.get("TransferSyntaxUID") if meta is not None else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UnsupportedInputError("TransferSyntaxUID holds several values; fix the file meta", source=source)
+    syntax = UID(value)
+    if syntax not in AllTransferSyntaxes:
+        shown = f" '{syntax}'" if re.fullmatch(r"[0-9.]{1,64}", syntax) else ""  # never quote free text
+        raise UnsupportedInputError(f"TransferSyntaxUID{shown} is not a known transfer syntax; re-export the "
+                                    "file (e.g. gdcmconv --raw or dcmconv)", source=source)  # fmt: skip
+    return syntax
+
+
 def check_decoder(ds: Dataset, source: str) -> None:
     """Raise DecoderMissingError before decoding when no plugin can handle the syntax."""
     from pydicom.pixels import get_decoder
 
-    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    syntax = transfer_syntax(ds, source)
     if syntax is None or not syntax.is_compressed:
         return
     try:
@@ -48,16 +68,82 @@ def check_decoder(ds: Dataset, source: str) -> None:
                                   f"{install_hint(syntax)}", source=source)  # fmt: skip
 
 
+def _bits(ds: Dataset, source: str) -> tuple[int, int, int]:
+    """(BitsAllocated, BitsStored, PixelRepresentation), checked for consistency."""
+    allocated = required_int(ds, "BitsAllocated", source)
+    stored = int(optional_float(ds, "BitsStored", source) or allocated)
+    representation = int(optional_float(ds, "PixelRepresentation", source) or 0)
+    if allocated not in (1, 8, 16, 32, 64) or not 1 <= stored <= allocated or representation not in (0, 1):
+        raise CorruptFileError(f"inconsistent pixel format (BitsAllocated {allocated}, BitsStored {stored}, "
+                               f"PixelRepresentation {representation})", source=source)  # fmt: skip
+    return allocated, stored, representation
+
+
+def expected_pixel_bytes(ds: Dataset, source: str) -> int | None:
+    """Bytes of native (uncompressed) pixel data that Rows x Columns x BitsAllocated x frames
+    call for; None for an encapsulated (compressed) syntax, whose decoder checks the size."""
+    syntax = transfer_syntax(ds, source)
+    if syntax is not None and syntax.is_encapsulated:
+        return None
+    rows, cols = required_int(ds, "Rows", source), required_int(ds, "Columns", source)
+    frames = int(optional_float(ds, "NumberOfFrames", source) or 1)
+    samples = int(optional_float(ds, "SamplesPerPixel", source) or 1)
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        allocated = 32 if "FloatPixelData" in ds else 64
+    else:
+        allocated = _bits(ds, source)[0]
+    return (rows * cols * frames * samples * allocated + 7) // 8
+
+
+def check_pixel_length(ds: Dataset, source: str) -> None:
+    """Native pixel data must hold exactly what the header says (plus one pad byte): a wrong
+    Rows or Columns would otherwise read sheared or drop rows, silently."""
+    expected = expected_pixel_bytes(ds, source)
+    if expected is None:
+        return
+    keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
+    if keyword is None:
+        raise CorruptFileError("DICOM image has no pixel data", source=source)
+    found = len(ds[keyword].value or b"")
+    if found < expected:
+        raise CorruptFileError(f"pixel data is truncated: {found} bytes, Rows x Columns x BitsAllocated call "
+                               f"for {expected}", source=source)  # fmt: skip
+    if found > expected + (expected % 2):
+        raise CorruptFileError(f"pixel data holds {found} bytes but Rows x Columns x BitsAllocated call for "
+                               f"{expected}; Rows, Columns or BitsAllocated is wrong", source=source)  # fmt: skip
+
+
+def _check_stored_bits(ds: Dataset, source: str) -> None:
+    """Native integer pixels must fit BitsStored: pydicom masks the unused high bits, which
+    would turn a wrong BitsStored into wrong intensities, silently."""
+    if "PixelData" not in ds or expected_pixel_bytes(ds, source) is None:
+        return
+    allocated, stored, representation = _bits(ds, source)
+    if allocated not in (8, 16, 32) or stored == allocated:
+        return
+    syntax = transfer_syntax(ds, source)
+    order = ">" if syntax == pydicom.uid.ExplicitVRBigEndian else "<"
+    rows, cols = required_int(ds, "Rows", source), required_int(ds, "Columns", source)
+    raw = np.frombuffer(ds.PixelData, dtype=f"{order}u{allocated // 8}", count=rows * cols)
+    high = raw >> stored  # the unused bits: clear, or for signed pixels also all set (sign-extended)
+    allowed = (0,) if not representation else (0, (1 << (allocated - stored)) - 1)
+    if not np.isin(high, allowed).all():
+        raise CorruptFileError(f"stored values do not fit BitsStored {stored} (BitsAllocated {allocated}); "
+                               "BitsStored is wrong or the pixel data is corrupt", source=source)  # fmt: skip
+
+
 def slice_pixels(ds: Dataset, source: str) -> np.ndarray:
     """(Rows, Columns) float32 after the modality LUT."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise CorruptFileError("DICOM image has no pixel data", source=source)
     if (optional_float(ds, "SamplesPerPixel", source) or 1) != 1:
         raise UnsupportedInputError("colour (multi-sample) DICOM images are not supported", source=source)
-    if (optional_float(ds, "NumberOfFrames", source) or 1) > 1:
+    if (optional_float(ds, "NumberOfFrames", source) or 1) != 1:
         raise UnsupportedInputError("multi-frame DICOM files are not supported yet; export single-frame "
                                     "slices", source=source)  # fmt: skip
     check_decoder(ds, source)
+    check_pixel_length(ds, source)
+    _check_stored_bits(ds, source)
     try:
         with quiet_pydicom():
             stored = ds.pixel_array
@@ -68,21 +154,50 @@ def slice_pixels(ds: Dataset, source: str) -> np.ndarray:
         what = "pixel data is truncated" if "less than expected" in text else "pixel data cannot be decoded"
         raise CorruptFileError(f"{what} ({err.__class__.__name__})", source=source) from err
     except (NotImplementedError, RuntimeError) as err:
-        syntax = ds.file_meta.TransferSyntaxUID
-        raise DecoderMissingError(f"decoding '{syntax.name}' failed with every installed plugin; "
-                                  f"{install_hint(syntax)}", source=source) from err  # fmt: skip
+        syntax = transfer_syntax(ds, source)
+        raise DecoderMissingError(f"decoding '{syntax.name if syntax else 'native'}' failed with every installed "
+                                  f"plugin; {install_hint(syntax) if syntax else 'check the pixel format'}",
+                                  source=source) from err  # fmt: skip
     except Exception as err:  # noqa: BLE001 - decoders raise many types on corrupt streams
         raise CorruptFileError(f"pixel data cannot be decoded ({err.__class__.__name__})", source=source) from err
     if stored.ndim != 2:
         raise UnsupportedInputError(f"unexpected pixel array shape {stored.shape}", source=source)
+    if stored.dtype.kind not in "iuf" or stored.dtype.itemsize > 8:
+        raise UnsupportedInputError(f"unexpected pixel type {stored.dtype}", source=source)
     return _modality_lut(ds, stored, source)
+
+
+def _lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
+    """The Modality LUT (PS3.3 C.11.1) applied after checking the descriptor and data."""
+    items = ds.get("ModalityLUTSequence") or []
+    try:
+        item = items[0]
+        descriptor = [int(v) for v in item.get("LUTDescriptor") or []]
+        data = item.get("LUTData")
+    except Exception as err:  # noqa: BLE001 - malformed sequence items
+        raise CorruptFileError(f"ModalityLUTSequence is malformed ({err.__class__.__name__})", source=source) from err
+    if len(descriptor) != 3 or not 8 <= descriptor[2] <= 16:
+        raise CorruptFileError("ModalityLUTSequence: LUTDescriptor must hold 3 values with 8 to 16 bits per "
+                               "entry", source=source)  # fmt: skip
+    entries, first, bits = descriptor[0] or 65536, descriptor[1], descriptor[2]
+    if isinstance(data, (bytes, bytearray)):
+        syntax = transfer_syntax(ds, source)
+        order = ">" if syntax == pydicom.uid.ExplicitVRBigEndian else "<"
+        table = np.frombuffer(data, dtype=f"{order}u2", count=len(data) // 2)
+    else:
+        table = np.asarray([] if data is None else ([data] if isinstance(data, int) else list(data)), dtype=np.int64)
+    if table.size != entries or (table.size and (table.min() < 0 or table.max() >= 1 << bits)):
+        raise CorruptFileError(f"ModalityLUTSequence: LUTData holds {table.size} entries of up to {bits} bits "
+                               f"where LUTDescriptor says {entries}", source=source)  # fmt: skip
+    if first >= 32768 and ds.get("PixelRepresentation") == 1:
+        first -= 65536  # first mapped value is signed for signed pixels
+    index = np.clip(stored.astype(np.int64) - first, 0, entries - 1)
+    return table.astype(np.float32)[index]
 
 
 def _modality_lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     if "ModalityLUTSequence" in ds:
-        from pydicom.pixels import apply_modality_lut
-
-        return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+        return _lut(ds, stored, source)
     try:
         slope, intercept = tag_float(ds, "RescaleSlope"), tag_float(ds, "RescaleIntercept")
     except ValueError as err:
@@ -90,5 +205,9 @@ def _modality_lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     slope, intercept = 1.0 if slope is None else slope, 0.0 if intercept is None else intercept
     if slope == 0:
         raise CorruptFileError("implausible rescale (slope 0)", source=source)
-    values = stored.astype(np.float64) * slope + intercept
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = stored.astype(np.float64) * slope + intercept
+    if not np.isfinite(values).all() or np.abs(values).max(initial=0) > np.finfo(np.float32).max:
+        raise CorruptFileError("rescaled values overflow float32 (implausible RescaleSlope/Intercept)",
+                               source=source)  # fmt: skip
     return values.astype(np.float32)

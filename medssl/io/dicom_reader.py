@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 
-from medssl.errors import GeometryError, InputError, LimitExceededError
+from medssl.errors import CorruptFileError, GeometryError, InputError, LimitExceededError, NotAScanError
 from medssl.io.dicom_geometry import TILT_TOL_DEG, StackGeometry, stack_geometry
-from medssl.io.dicom_headers import (FolderScan, SeriesGroup, group_series, optional_float, read_dataset,
+from medssl.io.dicom_headers import (DICOM_SUFFIXES, FolderScan, SeriesGroup, group_series, optional_float, read_dataset,
                                      required_int, select_series)  # fmt: skip
-from medssl.io.dicom_pixels import slice_pixels
+from medssl.io.dicom_pixels import check_decoder, check_pixel_length, expected_pixel_bytes, slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
-from medssl.io.limits import ReadLimits
+from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, all_finite, allocate_volume, check_budget
+from medssl.io.notes import held_notes, note
 from medssl.io.phi import HIDDEN, is_phi_element, phi_from_dataset, uid_hash
 from medssl.io.scan import Scan
 from medssl.io.sources import Member, read_zip, walk_folder
@@ -36,14 +38,27 @@ def dicom_members(path: Path, limits: ReadLimits) -> list[Member]:
 def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits,
                    members: list[Member] | None = None) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
     found = group_series(dicom_members(path, limits) if members is None else members, limits)
+    # Files that fail to read and may be slices: DICOM-like ones, and any named as DICOM (a
+    # damaged preamble reads as "not DICOM"); other stray files are skipped.
+    broken = [f for f in found.failed if f[1] != NotAScanError.code or f[0].lower().endswith(DICOM_SUFFIXES)]
+    if broken and found.groups and not limits.skip_corrupt_slices:
+        name, _, reason = broken[0]
+        raise CorruptFileError(f"{len(broken)} file(s) here cannot be read (first: {name}: {reason}); a corrupt "
+                               "slice would leave the volume short, so nothing was read: fix or remove the "
+                               f"file(s), or read without them with ${SKIP_CORRUPT_ENV}=1 "
+                               "(ReadLimits.skip_corrupt_slices)", source=path.name)  # fmt: skip
     if found.failed and found.groups:
-        log.warning("%s: %d file(s) could not be read as DICOM and were skipped (first: %s: %s)",
-                    path.name, len(found.failed), found.failed[0][0], found.failed[0][2])  # fmt: skip
+        note(log, logging.WARNING, "%s: %d file(s) could not be read as DICOM and were skipped (first: %s: %s)",
+             path.name, len(found.failed), found.failed[0][0], found.failed[0][2])  # fmt: skip
     return found, select_series(found, series_uid, path.name)
 
 
-def _sorted_datasets(group: SeriesGroup, limits: ReadLimits,
-                     where: str) -> tuple[list[Dataset], list[str], StackGeometry]:  # fmt: skip
+def _sorted_series(group: SeriesGroup, limits: ReadLimits, where: str,
+                   volume_copies: int) -> tuple[list[Member], list[Dataset], StackGeometry]:  # fmt: skip
+    """The series' files and headers in slice order, once the headers alone have passed the
+    size limits, the geometry checks, a pixel-length check against each file's size and the
+    memory budget (``volume_copies`` float32 volumes, one more when a resample will be needed,
+    plus one file; or every file's bytes when ``volume_copies`` is 0)."""
     names = [m.name for m, _ in group.items]
     head = group.items[0][1]
     dims = (required_int(head, "Columns", names[0]), required_int(head, "Rows", names[0]), len(group.items))
@@ -53,10 +68,21 @@ def _sorted_datasets(group: SeriesGroup, limits: ReadLimits,
                                  source=where)  # fmt: skip
     if len(group.items) == 1:  # report a broken or undecodable file before "2D only"
         slice_pixels(read_dataset(group.items[0][0], limits, headers_only=False), names[0])
-    geo = stack_geometry([ds for _, ds in group.items], names, group.uid_hash, where)
-    members = [group.items[i][0] for i in geo.order]
-    datasets = [read_dataset(m, limits, headers_only=False) for m in members]
-    return datasets, [m.name for m in members], geo
+    geo = stack_geometry([ds for _, ds in group.items], names, group.uid_hash, where, limits)
+    for member, ds in group.items:  # Rows x Columns must fit the file before anything is allocated
+        check_decoder(ds, member.name)
+        expected = expected_pixel_bytes(ds, member.name)
+        deflated = ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian \
+            if hasattr(ds, "file_meta") else False  # fmt: skip
+        if expected is not None and not deflated and expected > member.size:
+            raise CorruptFileError(f"pixel data is truncated: the file holds {member.size} bytes, Rows x Columns "
+                                   f"x BitsAllocated call for {expected}", source=member.name)  # fmt: skip
+    sizes = [m.size for m, _ in group.items]
+    copies = volume_copies + (volume_copies and (geo.uneven or geo.tilt_deg > TILT_TOL_DEG))
+    needed = copies * 4 * int(np.prod(dims, dtype=np.int64)) + (max(sizes) if volume_copies else sum(sizes))
+    check_budget(needed, f"series {group.uid_hash} ({dims[0]}x{dims[1]}x{dims[2]})", where, limits)
+    items = [group.items[i] for i in geo.order]
+    return [m for m, _ in items], [ds for _, ds in items], geo
 
 
 def read_dicom_datasets(path: str | Path, series_uid: str | None = None,
@@ -64,27 +90,34 @@ def read_dicom_datasets(path: str | Path, series_uid: str | None = None,
     """The chosen series' full datasets, sorted along the slice normal (the k axis of
     ``read_scan``'s array), e.g. as ``source_images`` for highdicom's Segmentation."""
     limits = limits or ReadLimits()
-    _, group = _chosen_series(Path(path), series_uid, limits)
-    return _sorted_datasets(group, limits, Path(path).name)[0]
+    with held_notes():
+        _, group = _chosen_series(Path(path), series_uid, limits)
+        members, _, _ = _sorted_series(group, limits, Path(path).name, volume_copies=0)
+        datasets = [read_dataset(m, limits, headers_only=False) for m in members]
+        for ds, m in zip(datasets, members):
+            check_pixel_length(ds, m.name)
+    return datasets
 
 
 def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
                limits: ReadLimits, case_id: str, members: list[Member] | None = None) -> Scan:  # fmt: skip
-    """``members``: the folder's files when the caller has walked it already."""
+    """``members``: the folder's files when the caller has walked it already. Slices are read
+    one file at a time into the volume, so a read holds the volume and one file."""
     found, group = _chosen_series(path, series_uid, limits, members)
-    datasets, names, geo = _sorted_datasets(group, limits, path.name)
-    head = datasets[0]
-    cols, rows = required_int(head, "Columns", names[0]), required_int(head, "Rows", names[0])
-    volume = np.empty((cols, rows, len(datasets)), dtype=np.float32)
-    for k, (ds, name) in enumerate(zip(datasets, names)):
-        volume[:, :, k] = slice_pixels(ds, name).T
+    files, headers, geo = _sorted_series(group, limits, path.name, volume_copies=1 + allow_resample)
+    head = headers[0]
+    cols, rows = required_int(head, "Columns", files[0].name), required_int(head, "Rows", files[0].name)
+    volume = allocate_volume((cols, rows, len(files)), path.name)
+    for k, member in enumerate(files):
+        ds = read_dataset(member, limits, headers_only=False)
+        volume[:, :, k] = slice_pixels(ds, member.name).T
     volume, affine, resampled = _regularise(volume, geo, group.uid_hash, path.name, allow_resample)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise GeometryError(f"series {group.uid_hash}: affine is singular or not finite", source=path.name)
-    if not np.isfinite(volume).all():
+    if not all_finite(volume):
         raise InputError(f"series {group.uid_hash}: volume holds NaN or infinite values", source=path.name,
                          code="non_finite")  # fmt: skip
-    meta = _meta(head, datasets, geo, group, found, path, resampled)
+    meta = _meta(head, headers, geo, group, found, path, resampled)
     return Scan(array=volume, affine=affine, modality=group.modality, source=path.name, case_id=case_id,
                 meta=meta, series=[g.info(reveal_phi) for g in found.groups],
                 phi=phi_from_dataset(head) if reveal_phi else {})  # fmt: skip
@@ -101,7 +134,7 @@ def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
                                 source=where)  # fmt: skip
         volume = undo_tilt(volume, geo)
         done.append(f"gantry tilt {geo.tilt_deg:.2f} deg removed")
-    step = (geo.offsets[-1] - geo.offsets[0]) / (n - 1)
+    step = geo.step
     if geo.uneven:
         gaps = np.diff(geo.offsets)
         if not allow_resample:
@@ -111,7 +144,7 @@ def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
         volume = resample_along_normal(volume, geo.offsets, regular_offsets(geo.offsets, step))
         done.append(f"uneven slice spacing ({gaps.min():.3g}-{gaps.max():.3g} mm) resampled to {step:.3g} mm")
     for what in done:
-        log.warning("series %s: %s", series, what)
+        note(log, logging.WARNING, "series %s: %s", series, what)
     return volume, geo.affine(step=step), done
 
 

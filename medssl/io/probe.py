@@ -12,7 +12,8 @@ from medssl.errors import CorruptFileError, InputError
 from medssl.io.dicom_geometry import stack_geometry
 from medssl.io.dicom_headers import SeriesGroup, group_series
 from medssl.io.limits import ReadLimits
-from medssl.io.nifti import check_volume_shape, guess_modality, load_header
+from medssl.io.nifti import guess_modality, load_header
+from medssl.io.notes import held_notes
 from medssl.io.sources import Member, is_nifti_name, read_zip, walk_folder
 
 
@@ -45,11 +46,13 @@ class ProbeResult:
 
 
 def _nifti_header(path: Path, rel: str, limits: ReadLimits) -> SeriesHeader:
-    img = load_header(path, limits)
-    shape = check_volume_shape(img.shape, path.name, limits)
-    spacing = tuple(round(float(v), 6) for v in np.linalg.norm(img.affine[:3, :3], axis=0))
+    head = load_header(path, limits)
+    shape = head.shape
+    spacing = tuple(round(float(v), 6) for v in np.linalg.norm(head.affine[:3, :3], axis=0))
     try:  # the first slice only (cheap even for .nii.gz): enough to tell HU from MR intensities
-        first = np.asarray(img.dataobj[:, :, 0], dtype=np.float32)
+        with np.errstate(all="ignore"):
+            first = np.asarray(head.img.dataobj[(slice(None), slice(None), 0, *([0] * (len(head.img.shape) - 3)))],
+                               dtype=np.float32)  # fmt: skip
     except Exception as err:  # noqa: BLE001 - nibabel raises many types on broken data
         raise CorruptFileError(f"voxel data cannot be read ({err.__class__.__name__})", source=rel) from err
     modality, _ = guess_modality(path, first)
@@ -61,14 +64,15 @@ def _series_folder(group: SeriesGroup, fallback: str) -> str:
     return os.path.commonpath(paths) if len(paths) == len(group.items) else fallback
 
 
-def _dicom_header(group: SeriesGroup, fallback: str, fmt: str) -> SeriesHeader:
+def _dicom_header(group: SeriesGroup, fallback: str, fmt: str, limits: ReadLimits) -> SeriesHeader:
     info = group.info()
     where = _series_folder(group, fallback)
     first = min(m.name for m, _ in group.items)
     spacing = None
     if group.kind == "image":
         try:
-            geo = stack_geometry([ds for _, ds in group.items], [m.name for m, _ in group.items], group.uid_hash)
+            geo = stack_geometry([ds for _, ds in group.items], [m.name for m, _ in group.items], group.uid_hash,
+                                 limits=limits)  # fmt: skip
             spacing = (*geo.pixel_spacing, round(float(geo.step), 6))
         except InputError as err:
             return SeriesHeader(group.uid_hash, group.modality, info.shape, None, len(group.items),
@@ -79,13 +83,18 @@ def _dicom_header(group: SeriesGroup, fallback: str, fmt: str) -> SeriesHeader:
                         group.skipped_reason, where, fmt, first)  # fmt: skip
 
 
-def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool = True) -> ProbeResult:
+def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool = True,
+          include_nifti: bool = True) -> ProbeResult:  # fmt: skip
     """Headers only. A NIfTI file gives one entry; a folder gives every DICOM series (any
-    depth, or its own files only when ``recursive`` is False) and every NIfTI file in it; a
+    depth, or its own files only when ``recursive`` is False) and every NIfTI file in it
+    (unless ``include_nifti`` is False: a caller indexing them as inputs of their own); a
     zip gives its DICOM series. Unreadable files land in
     ``failed``; a DICOM series whose geometry is broken is listed with ``skipped_reason``."""
-    limits = limits or ReadLimits()
-    path = Path(path)
+    with held_notes():
+        return _probe(Path(path), limits or ReadLimits(), recursive, include_nifti)
+
+
+def _probe(path: Path, limits: ReadLimits, recursive: bool, include_nifti: bool) -> ProbeResult:
     result = ProbeResult()
     if path.is_file() and is_nifti_name(path.name):
         try:
@@ -94,7 +103,7 @@ def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool
             result.failed.append((path.name, err.code, err.reason))
         return result
     if path.is_dir():
-        members = walk_folder(path, limits, include_nifti=True, recursive=recursive)
+        members = walk_folder(path, limits, include_nifti=include_nifti, recursive=recursive)
         fmt = "dicom"
     elif path.is_file():
         members = read_zip(path, limits) if path.suffix.lower() == ".zip" else \
@@ -113,5 +122,5 @@ def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool
             dicom.append(member)
     found = group_series(dicom, limits)
     result.failed.extend(found.failed)
-    result.series.extend(_dicom_header(g, str(path), fmt) for g in found.groups)
+    result.series.extend(_dicom_header(g, str(path), fmt, limits) for g in found.groups)
     return result

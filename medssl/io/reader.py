@@ -14,6 +14,7 @@ from medssl.errors import InputError, NotAScanError
 from medssl.io.dicom_reader import read_dicom
 from medssl.io.limits import ReadLimits
 from medssl.io.nifti import read_nifti
+from medssl.io.notes import held_notes
 from medssl.io.path_privacy import holds_patient_data, pseudonym
 from medssl.io.scan import Scan
 from medssl.io.sources import is_nifti_name, walk_folder
@@ -31,8 +32,12 @@ def read_scan(path: str | Path, *, series_uid: str | None = None, allow_resample
     Raises ``InputError`` subclasses naming the problem and the file, never the patient.
     ``allow_resample`` resamples uneven slice spacing or gantry tilt onto a regular grid
     instead of raising ``GeometryError``. ``reveal_phi`` fills ``scan.phi``."""
-    path = Path(path)
-    limits = limits or ReadLimits()
+    with held_notes():
+        return _read_scan(Path(path), series_uid, allow_resample, reveal_phi, limits or ReadLimits())
+
+
+def _read_scan(path: Path, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
+               limits: ReadLimits) -> Scan:  # fmt: skip
     if not path.exists():
         raise InputError("no such file or folder", source=path.name, code="not_found")
     case_id = case_id_for(path)

@@ -1,6 +1,8 @@
-"""Where DICOM bytes come from: the files of a folder tree, or the members of a zip read in
-memory. Zip members are never extracted to disk; member names are only labels, and names
-that would escape a folder (``../``, absolute, drive letters) or links are refused."""
+"""Where DICOM bytes come from: the files of a folder tree, or the members of a zip, read
+from the archive when used (headers first, the chosen series' pixels later), so a big
+archive costs the memory of the series read, not of the archive. Zip members are never
+extracted to disk; member names are only labels, and names that would escape a folder
+(``../``, absolute, drive letters) or links are refused."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ import io
 import os
 import stat
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from medssl.errors import CorruptFileError, LimitExceededError, NotAScanError, UnsupportedInputError
-from medssl.io.limits import ReadLimits
+from medssl.io.limits import ReadLimits, raise_hint
 
 # Files that are never scans; skipped silently when walking a folder.
 IGNORED_SUFFIXES = frozenset(
@@ -34,13 +36,27 @@ class Member:
     name: str
     size: int
     path: Path | None = None  # a file on disk
-    data: bytes | None = None  # or the bytes of a zip member
+    data: bytes | None = None  # or bytes in memory
+    archive: zipfile.ZipFile | None = field(default=None, compare=False, repr=False)  # or a zip member
+    info: zipfile.ZipInfo | None = field(default=None, compare=False, repr=False)
 
     def open(self) -> BinaryIO:
         if self.data is not None:
             return io.BytesIO(self.data)
+        if self.archive is not None and self.info is not None:
+            return _open_member(self.archive, self.info, self.name)
         assert self.path is not None
         return open(self.path, "rb")
+
+
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> BinaryIO:
+    """A seekable stream of one member; at most its declared size is ever returned."""
+    try:
+        return zf.open(info)  # type: ignore[return-value]
+    except NotImplementedError as err:
+        raise UnsupportedInputError("zip member uses an unsupported compression method", source=name) from err
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
+        raise CorruptFileError(f"zip member cannot be read ({err.__class__.__name__})", source=name) from err
 
 
 def _is_ignored(name: str) -> bool:
@@ -56,25 +72,42 @@ def walk_folder(
     """Files under ``root`` (sorted, hidden files and obvious non-scans left out); only the
     folder's own files when ``recursive`` is False."""
     members: list[Member] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        for filename in sorted(filenames):
-            path = Path(dirpath) / filename
-            rel = path.relative_to(root).as_posix()
+    stack = [(root, 0)]  # an explicit stack: no recursion, however deep the tree
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            raise NotAScanError(f"cannot list a folder ({err.__class__.__name__})",
+                                source=_rel(folder, root)) from err  # fmt: skip
+        subdirs = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=True):
+                if recursive and not entry.name.startswith("."):
+                    subdirs.append(Path(entry.path))
+                continue
+            path = Path(entry.path)
+            rel = _rel(path, root)
             if _is_ignored(rel) or (is_nifti_name(rel) and not include_nifti):
                 continue
             if len(members) >= limits.max_files:
-                raise LimitExceededError(
-                    f"folder holds more than {limits.max_files} files; point at one series "
-                    "folder or raise ReadLimits.max_files",
-                    source=root.name,
-                )
+                raise LimitExceededError(f"folder holds more than {limits.max_files} files; point at one series "
+                                         f"folder or {raise_hint('max_files')}", source=root.name)  # fmt: skip
             try:
-                size = path.stat().st_size
+                size = entry.stat().st_size
             except OSError:
                 continue  # vanished or a dangling link
             members.append(Member(name=rel, size=size, path=path))
+        if subdirs and depth + 1 > limits.max_depth:
+            raise LimitExceededError(f"folders nested more than {limits.max_depth} levels deep; point at the "
+                                     f"series folder or {raise_hint('max_depth')}", source=root.name)  # fmt: skip
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
+    members.sort(key=lambda m: m.name)
     return members
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path != root else root.name
 
 
 def check_member_size(member: Member, limits: ReadLimits) -> None:
@@ -123,30 +156,19 @@ def _check_zip_budget(infos: list[zipfile.ZipInfo], archive: str, limits: ReadLi
 
 
 def read_zip(path: Path, limits: ReadLimits) -> list[Member]:
-    """Members of a zip archive, read into memory after the limits have been checked."""
+    """Members of a zip archive, after the limits have been checked against its directory;
+    each member is decompressed only when read (the archive stays open while they live)."""
     archive = path.name
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise NotAScanError(f"not a readable zip archive ({err.__class__.__name__})", source=archive) from err
-    with zf:
+    try:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         names = [_safe_member_name(i, archive) for i in infos]
         _check_zip_budget(infos, archive, limits)
-        members = []
-        for info, name in zip(infos, names):
-            if _is_ignored(name) or name.startswith("__MACOSX/"):
-                continue
-            try:
-                with zf.open(info) as f:
-                    data = f.read(info.file_size + 1)
-            except NotImplementedError as err:
-                raise UnsupportedInputError("zip member uses an unsupported compression method",
-                                            source=f"{archive}:{name}") from err  # fmt: skip
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
-                raise CorruptFileError(f"zip member cannot be read ({err.__class__.__name__})",
-                                       source=f"{archive}:{name}") from err  # fmt: skip
-            if len(data) > info.file_size:
-                raise CorruptFileError("zip member is larger than its header says", source=f"{archive}:{name}")
-            members.append(Member(name=f"{archive}:{name}", size=len(data), data=data))
-    return members
+    except BaseException:
+        zf.close()
+        raise
+    return [Member(name=f"{archive}:{name}", size=info.file_size, archive=zf, info=info)
+            for info, name in zip(infos, names) if not (_is_ignored(name) or name.startswith("__MACOSX/"))]

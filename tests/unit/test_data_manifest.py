@@ -64,6 +64,13 @@ def test_index_cohort_and_broken_files(tree, tmp_path):
     assert nifti["spacing"] == pytest.approx(series[0]["spacing"], abs=1e-4)
 
 
+def test_loose_files_at_the_root_are_not_probed_twice(tree, tmp_path):
+    (tree / "IM0001.dcm").write_bytes(b"")  # a loose broken DICOM file makes the root a DICOM input "."
+    rows = update_manifest(tree, tmp_path / "manifest.jsonl").rows
+    failed = sorted(r["path"] for r in rows if r["status"] == "failed")
+    assert failed == ["IM0001.dcm", "random.nii.gz", "text.nii", "zero/IM0001.dcm"]  # one row per broken file
+
+
 def test_reindex_skips_unchanged_and_picks_up_changes(tree, tmp_path):
     out = tmp_path / "manifest.jsonl"
     update_manifest(tree, out)

@@ -134,12 +134,16 @@ def test_several_series_localizer_and_non_image_objects(tmp_path):
     sr = pydicom.dcmread(get_testdata_file("test-SR.dcm"))
     sr.save_as(tmp_path / "report.dcm")
     (tmp_path / "empty.dcm").write_bytes(b"")
-    scan = read_scan(tmp_path)
+    with pytest.raises(CorruptFileError, match="1 file.* cannot be read .*empty.dcm"):
+        read_scan(tmp_path)  # an unreadable file may be a slice: never read the series without it silently
+    (tmp_path / "notes").write_bytes(b"not DICOM at all")  # not DICOM: skipped, as always
+    scan = read_scan(tmp_path, limits=ReadLimits(skip_corrupt_slices=True))
     assert scan.shape[2] == 6 and scan.meta["series_uid_hash"] == uid_hash("1.2.3.100")
     kinds = {s.uid_hash: (s.kind, s.skipped_reason) for s in scan.series}
     assert kinds[uid_hash("1.2.3.300")][0] == "localizer"
     assert kinds[sr.SeriesInstanceUID and uid_hash(sr.SeriesInstanceUID)] == ("SR", "SR is not an image series")
-    assert scan.meta["n_unreadable_files"] == 1 and scan.meta["unreadable_files"][0]["file"] == "empty.dcm"
+    assert scan.meta["n_unreadable_files"] == 2 and scan.meta["unreadable_files"][0]["file"] == "empty.dcm"
+    (tmp_path / "empty.dcm").unlink()
     by_hash = read_scan(tmp_path, series_uid=uid_hash("1.2.3.200"))
     by_uid = read_scan(tmp_path, series_uid="1.2.3.200")
     assert by_hash.modality == by_uid.modality == "MR" and by_hash.shape[2] == 4
@@ -147,6 +151,7 @@ def test_several_series_localizer_and_non_image_objects(tmp_path):
         read_scan(tmp_path, series_uid="9.9.9")
     with pytest.raises(UnsupportedInputError, match="not an image"):
         read_scan(tmp_path, series_uid=sr.SeriesInstanceUID)
+    (tmp_path / "empty.dcm").write_bytes(b"")
     found = probe(tmp_path)
     assert [s.n_files for s in found.images] == [6, 4] and found.failed[0][:2] == ("empty.dcm", "corrupt")
     assert found.images[0].spacing == pytest.approx((0.8, 0.7, 2.0))

@@ -127,6 +127,7 @@ def test_absurd_header_size_hits_limit_before_allocating(tmp_path):
     hdr = nib.Nifti1Header()
     hdr.set_data_shape((30000, 30000, 30000))
     hdr.set_data_dtype(np.float32)
+    hdr.set_data_offset(352)  # a default header says 0, which is itself an error now
     path = tmp_path / "huge.nii"
     path.write_bytes(hdr.binaryblock + b"\0" * 4 + b"\0" * 1000)
     with pytest.raises(LimitExceededError, match="huge.nii"):
