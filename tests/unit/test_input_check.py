@@ -41,7 +41,7 @@ def test_possible_combinations_pass():
 
 
 def test_finetune_config_rejects_at_load_time():
-    data = {"model": {"network": "swin_unetr", "kwargs": {"feature_size": 48}},
+    data = {"model": {"network": "swin_unetr", "encoder": {"name": "swin", "feature_size": 48}},
             "train": {"crop_size": [32, 32, 32]}, "inference": {"roi_size": [32, 32, 32]}}  # fmt: skip
     with pytest.raises(ConfigError, match="train.crop_size"):
         validate_config(FinetuneConfig, data)
