@@ -124,7 +124,7 @@ def run_swin(args: argparse.Namespace, device: torch.device) -> None:
     if args.compile:
         net = torch.compile(net)
     for sw_batch in args.sw_batch:
-        runner = WindowRunner(net, WindowConfig(roi, overlap=0.25, sw_batch_size=sw_batch, amp=args.amp), device, out_channels=14)
+        runner = WindowRunner(net, WindowConfig(roi, overlap=0.25, sw_batch_size=sw_batch, mode="gaussian", amp=args.amp), device, out_channels=14)
         t_ours, out = timed(lambda runner=runner: runner(x), device, args.repeats)
         probs = torch.softmax(out, 1)
         emit(figure="medssl_window_seconds", seconds=round(t_ours, 3), sw_batch_size=sw_batch, amp=args.amp,

@@ -61,18 +61,11 @@ def _network_def(spec: dict[str, Any]) -> dict[str, Any]:
 _MONAI_CLASSES = {"swin_unetr": "monai.networks.nets.SwinUNETR", "unet": "monai.networks.nets.UNet"}
 
 
-def _preprocess_config(art: ModelArtifact):
-    from medssl.config import validate_config
-    from medssl.data.preprocess import PreprocessConfig
-
-    return validate_config(PreprocessConfig, dict(art.preprocessing or {}), origin="artifact preprocessing")
-
-
 def _preprocessing(art: ModelArtifact) -> list[dict[str, Any]]:
     """The artifact's typed preprocessing as MONAI dict transforms (``medssl.data.preprocess``)."""
     from medssl.data.preprocess import CROP_MARGIN, FOREGROUND_HU, RAS_LABELS, intensity_mode
 
-    cfg = _preprocess_config(art)
+    cfg = art.preprocessing
     steps: list[dict[str, Any]] = [
         {"_target_": "LoadImaged", "keys": "image", "image_only": True, "dtype": "$np.float32"},
         {"_target_": "EnsureChannelFirstd", "keys": "image"},
@@ -144,9 +137,8 @@ def inference_config(art: ModelArtifact) -> dict[str, Any]:
                         "map_location='cpu', weights_only=True))",
         "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(art)},
         "dataset": {"_target_": "Dataset", "data": "$[{'image': f} for f in @datalist]", "transform": "@preprocessing"},
-        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": list(inf.get("roi_size", [96, 96, 96])),
-                    "sw_batch_size": int(inf.get("sw_batch_size", 4)), "overlap": float(inf.get("overlap", 0.5)),
-                    "mode": "gaussian"},
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": list(inf.roi_size),
+                    "sw_batch_size": inf.sw_batch_size, "overlap": inf.overlap, "mode": inf.mode},
         "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(art)},
         # One scan at a time through MONAI core only (no ignite engine needed): predict, post-process, save.
         "predict": "$lambda d: @postprocessing({**d, 'pred': @inferer(d['image'][None].to(@device), @network)[0].cpu()})",
@@ -166,7 +158,7 @@ def metadata(art: ModelArtifact) -> dict[str, Any]:
     import medssl
 
     n_out = len(art.labels)
-    roi = list(art.inference.get("roi_size", [96, 96, 96]))
+    roi = list(art.inference.roi_size)
     n_in = int(art.network.get("in_channels", 1))
     medssl_net = _network_def(art.network)["_target_"].startswith("medssl.")
     labels = {str(k): v for k, v in art.labels.items()}
@@ -198,7 +190,8 @@ def metadata(art: ModelArtifact) -> dict[str, Any]:
                                  "dtype": "float32", "value_range": [0, 1], "is_patch_data": True,
                                  "channel_def": labels}},
         },
-        "medssl": {"network": art.network, "preprocessing": art.preprocessing, "inference": art.inference,
+        "medssl": {"network": art.network, "preprocessing": art.preprocessing.model_dump(mode="json"),
+                   "inference": art.inference.model_dump(mode="json"),
                    "versions": art.versions, "sha256": art.sha256,
                    "meta": {k: v for k, v in art.meta.items() if k != "config"}},
     }  # fmt: skip

@@ -9,8 +9,8 @@ A model artifact is one file (``model.pt``) holding a plain dict, loaded with
     state_dict: {...}
     labels: {"0": "background", "1": "liver", ...}   # segmentation labels or class names
     modality: "CT" | "MR" | ...
-    preprocessing: PreprocessConfig as a dict
-    inference: {"roi_size": [x, y, z], "overlap": 0.5, ...}
+    preprocessing: PreprocessConfig as a dict (typed ``PreprocessConfig`` once loaded)
+    inference: InferenceSettings as a dict (typed once loaded)
     versions: {"medssl": ..., "torch": ..., "monai": ...}
     meta: free PHI-free extras (training run id, metrics, ...)
 
@@ -26,8 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from medssl.models.sliding import InferenceSettings
 from medssl.atomic import atomic_path
-from medssl.errors import CheckpointError
+from medssl.config import validate_config
+from medssl.data.preprocess import PreprocessConfig
+from medssl.errors import CheckpointError, ConfigError
 
 FORMAT = "medssl.model"
 FORMAT_VERSION = 1
@@ -41,11 +44,18 @@ class ModelArtifact:
     state_dict: dict[str, torch.Tensor]
     labels: dict[str, str]
     modality: str = "CT"
-    preprocessing: dict[str, Any] = field(default_factory=dict)
-    inference: dict[str, Any] = field(default_factory=dict)
+    preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
     versions: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""  # of the file it was loaded from
+
+    def __post_init__(self) -> None:
+        # plain dicts (hand-built artifacts, tests) become the typed sections, validated
+        if not isinstance(self.preprocessing, PreprocessConfig):
+            self.preprocessing = validate_config(PreprocessConfig, dict(self.preprocessing or {}), "preprocessing")
+        if not isinstance(self.inference, InferenceSettings):
+            self.inference = validate_config(InferenceSettings, dict(self.inference or {}), "inference")
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """The network with its weights, in eval mode."""
@@ -67,8 +77,8 @@ class ModelArtifact:
             "state_dict": self.state_dict,
             "labels": {str(k): str(v) for k, v in self.labels.items()},
             "modality": self.modality,
-            "preprocessing": self.preprocessing,
-            "inference": self.inference,
+            "preprocessing": self.preprocessing.model_dump(mode="json"),
+            "inference": self.inference.model_dump(mode="json"),
             "versions": self.versions or current_versions(),
             "meta": self.meta,
         }
@@ -130,11 +140,16 @@ def load_model_artifact(path: str | Path) -> ModelArtifact:
     fields = {k: data[k] for k in ("task", "network", "state_dict", "labels") if k in data}
     if len(fields) < 4:
         raise CheckpointError(f"{path.name}: model artifact lacks task/network/state_dict/labels")
+    try:
+        preprocessing = validate_config(PreprocessConfig, dict(data.get("preprocessing") or {}), "preprocessing")
+        inference = validate_config(InferenceSettings, dict(data.get("inference") or {}), "inference")
+    except ConfigError as err:
+        raise CheckpointError(f"{path.name}: artifact {err.reason}") from err
     return ModelArtifact(
         **fields,
         modality=data.get("modality", "CT"),
-        preprocessing=data.get("preprocessing", {}),
-        inference=data.get("inference", {}),
+        preprocessing=preprocessing,
+        inference=inference,
         versions=data.get("versions", {}),
         meta=data.get("meta", {}),
         sha256=file_sha256(path),

@@ -14,7 +14,7 @@ Sources understood by :func:`load_datalist`:
 
 :func:`dataset_labels` reads label names from either dataset.json flavour (MSD value -> name,
 nnU-Net v2 name -> value) and :func:`dataset_label_codes` its optional ``label_codes`` (a
-:class:`~medssl.artifacts.labels.LabelVocabulary` map, see there).
+:class:`~medssl.data.labels.LabelVocabulary` map, see there).
 
 Labels are checked against their image's geometry by :func:`check_label_geometry`: the
 same grid passes, an overlapping grid is resampled nearest-neighbour with a notice, a
@@ -34,10 +34,11 @@ import numpy as np
 from medssl.data.nnunet import is_nnunet_v2 as _is_nnunet_v2
 from medssl.data.nnunet import labels_by_value, nnunet_cases, read_dataset_json
 from medssl.errors import ConfigError, GeometryError, InputError
+from medssl.io import read_scan
+from medssl.io.discovery import NIFTI_SUFFIXES, case_stem, is_label, is_nifti
 
 log = logging.getLogger("medssl.datalist")
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIX = "_label"
 
 
@@ -59,14 +60,6 @@ class Splits:
     train: list[LabeledCase]
     val: list[LabeledCase]
     test: list[LabeledCase]
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def load_datalist(source: str | Path) -> list[LabeledCase]:
@@ -116,7 +109,7 @@ def _from_msd(path: Path) -> list[LabeledCase]:
         image = _resolve(path.parent, str(entry["image"]), path.name)
         label = _resolve(path.parent, str(entry["label"]), path.name) if entry.get("label") else None
         cls = str(entry["class"]) if "class" in entry else None
-        cases.append(LabeledCase(_stem(image), image, label, cls))
+        cases.append(LabeledCase(case_stem(image), image, label, cls))
     return cases
 
 
@@ -141,7 +134,7 @@ def dataset_labels(folder: str | Path) -> dict[str, str] | None:
 
 def dataset_label_codes(folder: str | Path):
     """The ``label_codes`` of ``folder/dataset.json`` as a LabelVocabulary, or None."""
-    from medssl.artifacts.labels import LabelVocabulary
+    from medssl.data.labels import LabelVocabulary
 
     data = read_dataset_json(Path(folder))
     codes = (data or {}).get("label_codes")
@@ -159,15 +152,15 @@ def _from_csv(path: Path) -> list[LabeledCase]:
             image = _resolve(path.parent, row["image"], path.name)
             label = _resolve(path.parent, row["label"], path.name) if row.get("label") else None
             cls = row.get("class") or None
-            cases.append(LabeledCase(row.get("case") or _stem(image), image, label, cls))
+            cases.append(LabeledCase(row.get("case") or case_stem(image), image, label, cls))
     return cases
 
 
 def _from_folder(folder: Path) -> list[LabeledCase]:
     cases = []
     for image in sorted(folder.iterdir()):
-        stem = _stem(image)
-        if not image.name.endswith(NIFTI_SUFFIXES) or stem.endswith(LABEL_SUFFIX):
+        stem = case_stem(image)
+        if not is_nifti(image) or is_label(image):
             continue
         label = next((folder / f"{stem}{LABEL_SUFFIX}{s}" for s in NIFTI_SUFFIXES
                       if (folder / f"{stem}{LABEL_SUFFIX}{s}").is_file()), None)
@@ -263,17 +256,5 @@ def _stack_channels(case: LabeledCase, first: tuple[np.ndarray, np.ndarray, str]
 
 
 def _read_image(case: LabeledCase) -> tuple[np.ndarray, np.ndarray, str]:
-    try:
-        from medssl.io import read_scan
-    except ImportError:
-        read_scan = None
-    if read_scan is not None:
-        scan = read_scan(case.image)
-        return np.asarray(scan.array, dtype=np.float32), np.asarray(scan.affine, dtype=np.float64), scan.modality
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(case.image))
-        return np.asarray(img.get_fdata(dtype=np.float32)), img.affine, "OT"
-    except Exception as err:
-        raise InputError(f"image cannot be read ({err.__class__.__name__})", source=case.image.name) from err
+    scan = read_scan(case.image)
+    return np.asarray(scan.array, dtype=np.float32), np.asarray(scan.affine, dtype=np.float64), scan.modality

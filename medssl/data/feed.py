@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from medssl.config import CropSize, StrictModel
 from medssl.data.preprocess import PreprocessConfig
 from medssl.errors import ConfigError, InputError
+from medssl.io.discovery import is_label
 
 log = logging.getLogger("medssl.data")
 
-LABEL_SUFFIXES = ("_label", "_labels", "_seg", "_mask")
 FG_STRIDE = 4  # foreground voxels are indexed on this coarse grid
 
 
@@ -59,13 +59,6 @@ class PretrainDataConfig(StrictModel):
         return self.crop_size[0]
 
 
-def _is_label(path: Path) -> bool:
-    name = path.name.lower()
-    for ext in (".nii.gz", ".nii"):
-        name = name.removesuffix(ext)
-    return name.endswith(LABEL_SUFFIXES)
-
-
 def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
     """(path, series) of every usable scan. Raises ConfigError when none is found."""
     if cfg.files is not None:
@@ -90,7 +83,7 @@ def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
             raise ConfigError(f"data.root: {cfg.root} is not a folder")
         folder = cfg.root / "nifti" if (cfg.root / "nifti").is_dir() else cfg.root
         pattern = "*.nii*" if folder != cfg.root else "**/*.nii*"
-        found = [(p, None) for p in sorted(folder.glob(pattern)) if p.is_file() and not _is_label(p)]
+        found = [(p, None) for p in sorted(folder.glob(pattern)) if p.is_file() and not is_label(p)]
         where = str(folder)
     else:
         raise ConfigError("set data.root (a folder of scans) or data.manifest (from `medssl data index`)")

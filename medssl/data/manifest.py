@@ -29,6 +29,7 @@ from typing import Any
 
 from medssl.atomic import atomic_write_text
 from medssl.errors import CorruptFileError, MedsslError
+from medssl.io.discovery import LABEL_SUFFIXES, case_stem, is_nifti
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ SIDECAR_SUFFIXES = frozenset(  # as medssl.io's folder walk, plus a few
     ".py .sh .npy .npz .pt .pth .ckpt .tmp .lock .xml .ini .cfg .toml .gz .bz2 .xz .tar".split()
 )
 SIDECAR_NAMES = frozenset({"readme", "license", "thumbs.db"})
-LABEL_SUFFIXES = ("_label", "_labels", "_seg", "_mask")
 
 
 @dataclass(frozen=True)
@@ -66,21 +66,10 @@ class IndexResult:
         )
 
 
-def _is_nifti(name: str) -> bool:
-    return name.endswith((".nii", ".nii.gz"))
-
-
-def _stem(name: str) -> str:
-    for ext in (".nii.gz", ".nii", ".zip"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
 def _dicom_candidate(name: str) -> bool:
     """A file that may be DICOM: not NIfTI, zip, hidden or a known sidecar."""
     low = name.lower()
-    return not (low.startswith(".") or _is_nifti(low) or low.endswith(".zip") or low in SIDECAR_NAMES
+    return not (low.startswith(".") or is_nifti(low) or low.endswith(".zip") or low in SIDECAR_NAMES
                 or any(low.endswith(s) for s in SIDECAR_SUFFIXES))
 
 
@@ -105,7 +94,7 @@ def find_inputs(root: Path, skip: frozenset[Path] = frozenset()) -> Iterator[Sca
                 loose.append(entry)
         for entry in loose:
             name = entry.name.lower()
-            if _is_nifti(name) or name.endswith(".zip"):
+            if is_nifti(name) or name.endswith(".zip"):
                 st = entry.stat()
                 yield ScanInput(Path(entry.path).relative_to(root).as_posix(),
                                 "zip" if name.endswith(".zip") else "nifti",
@@ -124,13 +113,13 @@ def _row_id(input_rel: str, key: str) -> str:
 
 
 def _base_row(inp: ScanInput, path: str, key: str) -> dict[str, Any]:
-    stem = _stem(Path(path).name).lower()
+    stem = case_stem(Path(path).name).lower()
     return {
         "id": _row_id(inp.rel, key),
         "path": path,
         "input": inp.rel,
         "kind": inp.kind,
-        "role": "label" if stem.endswith(LABEL_SUFFIXES) else "image",
+        "role": "label" if stem.lower().endswith(LABEL_SUFFIXES) else "image",
         "series": None,
         "modality": None,
         "shape": None,

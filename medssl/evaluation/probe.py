@@ -16,7 +16,7 @@ from medssl.data.datalist import load_datalist
 from medssl.errors import ConfigError
 from medssl.models import build_network
 from medssl.training.finetune_config import FinetuneConfig
-from medssl.training.finetune_data import prepare_case, resolve_labels, whole_volume
+from medssl.data.labeled import prepare_case, resolve_labels, whole_volume
 
 
 def probe_spec(cfg: FinetuneConfig, in_channels: int, n_classes: int) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def fit_linear_head(x: torch.Tensor, y: torch.Tensor, n_classes: int, steps: int
 def segmentation_probe_score(encoder: torch.nn.Module, train, test, names: dict[str, str],
                              per_class: int = 3000, seed: int = 0) -> dict[str, Any]:
     """Train a linear head on frozen features of ``train`` cases, Dice on ``test`` cases."""
-    from medssl.evaluation.metrics import mean_over_classes, segmentation_metrics
+    from medssl.tasks.metrics import mean_over_classes, segmentation_metrics
 
     encoder = encoder.eval()
     rng = np.random.default_rng(seed)

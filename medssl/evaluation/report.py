@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from medssl.atomic import atomic_path
-from medssl.evaluation.metrics import paired_bootstrap
+from medssl.tasks.metrics import paired_bootstrap
 
 
 def _matrix(runs: list[dict[str, Any]], seeds: list[int]) -> np.ndarray:

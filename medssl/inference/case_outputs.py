@@ -56,7 +56,7 @@ def write_case_outputs(
         written.append(f"{cid}.png")
         write_preview(out / written[-1], scan.array, pred.label, scan.affine, scan.modality)
     if datasets:
-        from medssl.artifacts.labels import LabelVocabulary
+        from medssl.data.labels import LabelVocabulary
 
         written.append(f"{cid}_seg.dcm")
         vocabulary = LabelVocabulary.from_dict(predictor.artifact.meta.get("label_codes"), "model meta.label_codes")

@@ -6,7 +6,7 @@ sits at ``IPP + c * column_spacing * row_cosine + r * row_spacing * column_cosin
 which is mapped to the label map's voxel index with the scan's RAS+ affine. This holds
 whatever order the slices came in and however the scan array is stored.
 
-Segments are coded from a :class:`~medssl.artifacts.labels.LabelVocabulary` (SNOMED CT
+Segments are coded from a :class:`~medssl.data.labels.LabelVocabulary` (SNOMED CT
 category and type, laterality modifier, RecommendedDisplayCIELabValue); the algorithm is
 ``medssl`` at the package version, the network name its parameter.
 
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medssl.artifacts.labels import Code, LabelVocabulary
+from medssl.data.labels import Code, LabelVocabulary
 from medssl.atomic import atomic_write_bytes
 
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name source UIDs

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from medssl.data.manifest import LABEL_SUFFIXES, row_path
+from medssl.data.manifest import row_path
+from medssl.io.discovery import is_label, is_nifti
 from medssl.io.path_privacy import Redactor, mask_label, read_patient_tokens
 from medssl.io.sources import _is_ignored
 
 log = logging.getLogger("medssl.inference")
 
-NIFTI = (".nii", ".nii.gz")
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,9 @@ def io_api() -> Any:
     return io_mod
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(NIFTI)
-
-
 def _maybe_dicom(path: Path) -> bool:
     """Not NIfTI, zip or a sidecar medssl.io leaves out of a folder (notes, Thumbs.db, ...)."""
-    return not _is_nifti(path) and not path.name.lower().endswith(".zip") and not _is_ignored(path.name)
+    return not is_nifti(path) and not path.name.lower().endswith(".zip") and not _is_ignored(path.name)
 
 
 def base_case_id(path: Path, patient: frozenset = frozenset(), pseudonymize: bool = False) -> str:
@@ -118,7 +114,7 @@ def _private(case: CaseInput, pseudonymize: bool, redactor: Redactor | None,
              memo: dict[Path, frozenset]) -> CaseInput:  # fmt: skip
     """Source and case id of ``case`` with its patient's path components masked."""
     if case.path not in memo:
-        dicom = case.path.exists() and not _is_nifti(case.path) and case.path.suffix != ".jsonl"
+        dicom = case.path.exists() and not is_nifti(case.path) and case.path.suffix != ".jsonl"
         memo[case.path] = read_patient_tokens(case.path) if dicom else frozenset()
     patient = memo[case.path]
     source = mask_label(case.source, patient, pseudonymize)
@@ -147,14 +143,9 @@ def _dedupe(cases: list[CaseInput]) -> list[CaseInput]:
 
 
 def _from_file(path: Path, base: Path) -> list[CaseInput]:
-    if _is_nifti(path):
+    if is_nifti(path):
         return [CaseInput(path, _label(path, base), base_case_id(path), "nifti")]
     return _dicom_cases(path, _label(path, base))
-
-
-def _is_label_name(path: Path) -> bool:
-    stem = path.name.removesuffix(".gz")
-    return stem.rsplit(".", 1)[0].endswith(LABEL_SUFFIXES)
 
 
 def _from_folder(root: Path, base: Path) -> list[CaseInput]:
@@ -164,10 +155,10 @@ def _from_folder(root: Path, base: Path) -> list[CaseInput]:
         here = Path(dirpath)
         files = [here / f for f in sorted(filenames)]
         for f in files:
-            if _is_nifti(f) and _is_label_name(f):  # label maps beside their images (MSD, phantoms)
+            if is_label(f):  # label maps beside their images (MSD, phantoms)
                 cases.append(CaseInput(f, _label(f, base), base_case_id(f), "skipped",
                                        reason="named as a label map, not a scan", code="not_an_image"))  # fmt: skip
-            elif _is_nifti(f) or f.name.lower().endswith(".zip"):
+            elif is_nifti(f) or f.name.lower().endswith(".zip"):
                 cases.extend(_from_file(f, base))
         if _holds_dicom(files):
             cases.extend(_dicom_cases(here, _label(here, base)))
@@ -179,7 +170,7 @@ def _holds_dicom(files: list[Path]) -> bool:
     """A folder is a DICOM case when it has a file that may be DICOM; beside NIfTI files or
     zips, only a Part 10 file ("DICM" at byte 128) counts, so stray notes add no case."""
     candidates = [f for f in files if _maybe_dicom(f)]
-    if not candidates or not any(_is_nifti(f) or f.name.lower().endswith(".zip") for f in files):
+    if not candidates or not any(is_nifti(f) or f.name.lower().endswith(".zip") for f in files):
         return bool(candidates)
     return any(_has_dicm_magic(f) for f in candidates)
 
@@ -229,7 +220,7 @@ def _from_manifest(manifest: Path) -> list[CaseInput]:
         path = row_path(manifest, row)
         series = row.get("series") or None
         source = f"{rel}#series={series}" if series else rel
-        case = CaseInput(path, source, base_case_id(path), "nifti" if _is_nifti(path) else "dicom", series)
+        case = CaseInput(path, source, base_case_id(path), "nifti" if is_nifti(path) else "dicom", series)
         if row.get("role", "image") != "image":
             case = replace(case, kind="skipped", reason=f"{row.get('role')} in the manifest, not a scan", code="not_an_image")
         elif row.get("status", "ok") != "ok":

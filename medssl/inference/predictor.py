@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medssl.artifacts.model import ModelArtifact, load_model_artifact
+from medssl.devices import resolve_device
 from medssl.errors import ConfigError
 from medssl.inference.resample import resample_to_grid
 from medssl.inference.window import WindowConfig, WindowRunner, autocast
@@ -56,15 +57,6 @@ class Prepared:
     seconds: float
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
-    return device
-
-
 class Predictor:
     """Runs one model artifact; build it once, call ``predict`` for each scan."""
 
@@ -83,17 +75,17 @@ class Predictor:
         self.labels = {str(k): str(v) for k, v in artifact.labels.items()}
         self.device = resolve_device(device)
         self.tta = tta
-        self.preprocessing = _preprocess_config(artifact.preprocessing)
+        self.preprocessing = artifact.preprocessing
         self.network = artifact.build(self.device)
         enable_fused_attention(self.network)
         if compile:
             self.network = torch.compile(self.network)
-        inf = artifact.inference or {}
-        roi = tuple(int(v) for v in inf.get("roi_size", (96, 96, 96)))
+        inf = artifact.inference
         self.window = WindowConfig(
-            roi_size=roi,  # type: ignore[arg-type]
-            overlap=float(overlap if overlap is not None else inf.get("overlap", 0.5)),
-            sw_batch_size=int(sw_batch_size or inf.get("sw_batch_size", 4)),
+            roi_size=tuple(inf.roi_size),
+            overlap=float(overlap if overlap is not None else inf.overlap),
+            sw_batch_size=int(sw_batch_size or inf.sw_batch_size),
+            mode=inf.mode,
             amp=amp,
         )
         if not 0.0 <= self.window.overlap < 1.0:
@@ -121,7 +113,7 @@ class Predictor:
             "sw_batch_size": self.window.sw_batch_size,
             "amp": self.window.amp,
             "tta": self.tta,
-            "preprocessing": self.artifact.preprocessing,
+            "preprocessing": self.artifact.preprocessing.model_dump(mode="json"),
         }
 
     def prepare(self, scan: Scan) -> Prepared:
@@ -227,13 +219,6 @@ def to_probabilities(logits: Tensor) -> Tensor:
 def entropy(probs: Tensor) -> Tensor:
     """(B, K, ...) -> (B, ...) Shannon entropy in nats."""
     return -(probs * torch.log(probs.clamp_min(1e-8))).sum(1)
-
-
-def _preprocess_config(data: dict[str, Any]):
-    from medssl.config import validate_config
-    from medssl.data.preprocess import PreprocessConfig
-
-    return validate_config(PreprocessConfig, dict(data or {}), origin="artifact preprocessing")
 
 
 def _preprocess(scan: Scan, cfg) -> tuple[np.ndarray, np.ndarray]:

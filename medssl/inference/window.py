@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from medssl.devices import amp_dtype
 from medssl.errors import MedsslError
 
 log = logging.getLogger("medssl.inference")
@@ -31,10 +32,12 @@ class InferenceOOMError(MedsslError):
 
 @dataclass
 class WindowConfig:
+    """The artifact's ``InferenceSettings`` as run here (overrides applied) plus precision."""
+
     roi_size: tuple[int, int, int]
-    overlap: float = 0.5
-    sw_batch_size: int = 4
-    mode: str = "gaussian"
+    overlap: float
+    sw_batch_size: int
+    mode: str
     amp: str = "auto"  # auto (bf16 if supported, else fp16; CUDA only) | bf16 | fp16 | off
 
 
@@ -114,9 +117,5 @@ def fallback_plan(sw_batch_size: int, stitch: torch.device) -> Iterator[tuple[in
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """bf16/fp16 autocast on CUDA; a no-op on the CPU or when ``amp == "off"``."""
-    if device.type != "cuda" or amp == "off":
-        return contextlib.nullcontext()
-    if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast("cuda", dtype=dtype)
+    dtype = amp_dtype(device, amp) if device.type == "cuda" else None
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()

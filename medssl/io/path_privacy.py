@@ -147,12 +147,13 @@ def _tokens_of(source) -> frozenset[str]:
 
 def _candidate_headers(path: Path, limits: ReadLimits) -> Iterator:
     """Up to ``_MAX_TRIED`` files that may be DICOM: paths on disk, or zip members' bytes."""
-    from medssl.io.sources import _is_ignored, is_nifti_name
+    from medssl.io.discovery import is_nifti
+    from medssl.io.sources import _is_ignored
 
     if path.is_file():
         if path.name.lower().endswith(".zip"):
             yield from _zip_members(path, limits)
-        elif not is_nifti_name(path.name):
+        elif not is_nifti(path.name):
             yield str(path)
         return
     tried = walked = 0
@@ -163,7 +164,7 @@ def _candidate_headers(path: Path, limits: ReadLimits) -> Iterator:
             if walked > _MAX_WALKED or tried >= _MAX_TRIED:
                 return
             full = os.path.join(dirpath, name)
-            if _is_ignored(name) or is_nifti_name(name) or not os.path.isfile(full):
+            if _is_ignored(name) or is_nifti(name) or not os.path.isfile(full):
                 continue
             if os.path.getsize(full) > limits.max_file_bytes:
                 continue

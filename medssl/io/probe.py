@@ -14,7 +14,8 @@ from medssl.io.dicom_headers import SeriesGroup, group_series
 from medssl.io.limits import ReadLimits
 from medssl.io.nifti import guess_modality, load_header
 from medssl.io.notes import held_notes
-from medssl.io.sources import Member, is_nifti_name, read_zip, walk_folder
+from medssl.io.discovery import is_nifti
+from medssl.io.sources import Member, read_zip, walk_folder
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def probe(path: str | Path, limits: ReadLimits | None = None, *, recursive: bool
 
 def _probe(path: Path, limits: ReadLimits, recursive: bool, include_nifti: bool) -> ProbeResult:
     result = ProbeResult()
-    if path.is_file() and is_nifti_name(path.name):
+    if path.is_file() and is_nifti(path.name):
         try:
             result.series.append(_nifti_header(path, path.name, limits))
         except InputError as err:
@@ -113,7 +114,7 @@ def _probe(path: Path, limits: ReadLimits, recursive: bool, include_nifti: bool)
         raise InputError("no such file or folder", source=path.name, code="not_found")
     dicom: list[Member] = []
     for member in members:
-        if is_nifti_name(member.name) and member.path is not None:
+        if is_nifti(member.name) and member.path is not None:
             try:
                 result.series.append(_nifti_header(member.path, member.name, limits))
             except InputError as err:

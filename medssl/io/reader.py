@@ -17,7 +17,8 @@ from medssl.io.nifti import read_nifti
 from medssl.io.notes import held_notes
 from medssl.io.path_privacy import holds_patient_data, pseudonym
 from medssl.io.scan import Scan
-from medssl.io.sources import is_nifti_name, walk_folder
+from medssl.io.discovery import is_nifti
+from medssl.io.sources import walk_folder
 
 _SUFFIXES = (".nii.gz", ".nii", ".zip", ".dcm", ".dicom", ".ima")
 
@@ -41,17 +42,17 @@ def _read_scan(path: Path, series_uid: str | None, allow_resample: bool, reveal_
     if not path.exists():
         raise InputError("no such file or folder", source=path.name, code="not_found")
     case_id = case_id_for(path)
-    if path.is_file() and is_nifti_name(path.name):
+    if path.is_file() and is_nifti(path.name):
         return read_nifti(path, limits=limits, case_id=case_id)
     members = None
     if path.is_dir():
         members = walk_folder(path, limits, include_nifti=True)
-        niftis = [m.path for m in members if is_nifti_name(m.name) and m.path is not None]
+        niftis = [m.path for m in members if is_nifti(m.name) and m.path is not None]
         if niftis and len(niftis) == len(members):
             if len(niftis) > 1:
                 raise NotAScanError(f"folder holds {len(niftis)} NIfTI files; pass one of them", source=path.name)
             return read_nifti(niftis[0], limits=limits, case_id=case_id_for(niftis[0]))
-        members = [m for m in members if not is_nifti_name(m.name)]
+        members = [m for m in members if not is_nifti(m.name)]
     return read_dicom(path, series_uid=series_uid, allow_resample=allow_resample, reveal_phi=reveal_phi,
                       limits=limits, case_id=case_id, members=members)  # fmt: skip
 

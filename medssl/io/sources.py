@@ -16,17 +16,13 @@ from typing import BinaryIO
 
 from medssl.errors import CorruptFileError, LimitExceededError, NotAScanError, UnsupportedInputError
 from medssl.io.limits import ReadLimits, raise_hint
+from medssl.io.discovery import is_nifti
 
 # Files that are never scans; skipped silently when walking a folder.
 IGNORED_SUFFIXES = frozenset(
     ".json .jsonl .txt .md .csv .tsv .yaml .yml .xml .html .htm .py .sh .png .jpg .jpeg .gif "
     ".pdf .log .ini .cfg .toml .npy .npz .pt .pth .zip .gz .bz2 .xz .tar".split()
 )
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-def is_nifti_name(name: str) -> bool:
-    return name.lower().endswith(NIFTI_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def _is_ignored(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     if base.startswith(".") or base.lower() in {"readme", "license", "thumbs.db"}:
         return True
-    return any(base.lower().endswith(s) for s in IGNORED_SUFFIXES) and not is_nifti_name(base)
+    return any(base.lower().endswith(s) for s in IGNORED_SUFFIXES) and not is_nifti(base)
 
 
 def walk_folder(
@@ -88,7 +84,7 @@ def walk_folder(
                 continue
             path = Path(entry.path)
             rel = _rel(path, root)
-            if _is_ignored(rel) or (is_nifti_name(rel) and not include_nifti):
+            if _is_ignored(rel) or (is_nifti(rel) and not include_nifti):
                 continue
             if len(members) >= limits.max_files:
                 raise LimitExceededError(f"folder holds more than {limits.max_files} files; point at one series "

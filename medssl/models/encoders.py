@@ -224,9 +224,3 @@ def build_encoder(spec: dict) -> nn.Module:
         return factory(**spec)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"encoder '{name}': {err}") from err
-
-
-def encoder_forward_shapes(encoder: nn.Module, size: int, in_channels: int = 1) -> list[tuple[int, ...]]:
-    """Shapes of the features for one (1, C, size, size, size) input (for docs and checks)."""
-    with torch.no_grad():
-        return [tuple(f.shape) for f in encoder(torch.zeros(1, in_channels, size, size, size))]

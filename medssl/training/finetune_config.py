@@ -6,42 +6,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from medssl.models.sliding import InferenceSettings
 from medssl.config import CropSize, StrictModel
-from medssl.data.preprocess import PreprocessConfig
+from medssl.data.labeled import ClassFromLabel, DataConfig  # noqa: F401  (part of this config)
 from medssl.models.spec import SWIN_INLINE_KEYS, EncoderSpec, network_spec
 from medssl.training.config import TrainConfig
-
-
-class ClassFromLabel(StrictModel):
-    """Derive a binary class from a label map: 1 when ``value`` covers >= ``min_voxels``."""
-
-    value: int = 6
-    min_voxels: int = 1
-    names: dict[str, str] = Field(default_factory=lambda: {"0": "absent", "1": "present"})
-
-
-class DataConfig(StrictModel):
-    root: str = ""  # dataset.json, CSV, or a folder of image/label pairs
-    modality: str = "CT"
-    labels: dict[str, str] | None = None  # target index -> name; None: from dataset.json/labels.json
-    label_map: dict[int, int] | None = None  # source label value -> target index; others -> 0
-    class_from_label: ClassFromLabel | None = None  # classification targets derived from labels
-    preprocessing: PreprocessConfig = PreprocessConfig()
-    val_fraction: float = Field(0.2, ge=0, lt=1)
-    test_fraction: float = Field(0.0, ge=0, lt=1)
-    n_test: int | None = Field(None, ge=0)  # exact count; overrides test_fraction
-    n_val: int | None = Field(None, ge=0)
-    n_train: int | None = Field(None, ge=1)  # keep only this many labeled training cases
-    split_seed: int = 0
-
-    def split(self, cases: list, *, n_train: int | None = None, train_seed: int | None = None):
-        """Test / validation / training cases by this config (``split_cases``); the held-out
-        cases never depend on ``n_train`` or ``train_seed``."""
-        from medssl.data.datalist import split_cases
-
-        return split_cases(cases, seed=self.split_seed, val_fraction=self.val_fraction,
-                           test_fraction=self.test_fraction, n_test=self.n_test, n_val=self.n_val,
-                           n_train=n_train, train_seed=train_seed)
 
 
 _MOVED_TO_ENCODER = ("encoder", "encoder_kwargs", *SWIN_INLINE_KEYS)
@@ -98,10 +67,7 @@ class FinetuneTrainConfig(TrainConfig):
     class_weights: list[float] | Literal["balanced"] | None = "balanced"
 
 
-class InferenceConfig(StrictModel):
-    roi_size: CropSize = (96, 96, 96)
-    overlap: float = Field(0.5, ge=0, lt=1)
-    sw_batch_size: int = Field(4, ge=1)
+InferenceConfig = InferenceSettings  # the artifact's own section: one set of sliding-window defaults
 
 
 class FinetuneConfig(StrictModel):

@@ -24,15 +24,16 @@ from torch import nn
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
 from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained
 from medssl.config import config_to_dict, save_config
+from medssl.devices import resolve_device
 from medssl.data.datalist import Splits, load_datalist
 from medssl.errors import CheckpointError, ConfigError
-from medssl.evaluation.evaluate import evaluate_cases
+from medssl.tasks.scoring import evaluate_cases
 from medssl.models import build_network
 from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
 from medssl.training.checkpoint import read_best, save_torch_file
 from medssl.training.config import TrainConfig
 from medssl.training.finetune_config import FinetuneConfig
-from medssl.training.finetune_data import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
+from medssl.data.labeled import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
 from medssl.training.trainer import fit
 
 log = logging.getLogger("medssl.finetune")
@@ -48,14 +49,6 @@ class FinetuneResult:
     load_report: dict[str, Any] | None = None
     train_cases: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("train.device is cuda but CUDA is not available; use auto or cpu")
-    return torch.device(name)
 
 
 def network_spec(cfg: FinetuneConfig, in_channels: int, n_out: int) -> dict[str, Any]:
@@ -147,7 +140,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
         report["preprocess_check"] = check_preprocess(pretrained, cfg.data.preprocessing, cfg.data.modality)
         (out / "load_report.json").write_text(json.dumps(report, indent=1))
     task = _task(cfg, network, train, names).to(device)
-    inference = config_to_dict(cfg.inference)
+    inference = cfg.inference
     metric_name = "dice" if cfg.task == "segmentation" else "balanced_accuracy"
 
     def validate(net: nn.Module) -> float:
@@ -190,8 +183,8 @@ def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network
         "config": config_to_dict(cfg),
     }
     art = ModelArtifact(task=cfg.task, network=spec, state_dict={k: v.cpu() for k, v in network.state_dict().items()},
-                        labels=names, modality=cfg.data.modality, preprocessing=config_to_dict(cfg.data.preprocessing),
-                        inference=config_to_dict(cfg.inference), meta=meta)
+                        labels=names, modality=cfg.data.modality, preprocessing=cfg.data.preprocessing.model_copy(deep=True),
+                        inference=cfg.inference.model_copy(deep=True), meta=meta)
     return save_model_artifact(art, out)
 
 

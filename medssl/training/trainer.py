@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from medssl.devices import amp_dtype
 from medssl.errors import MedsslError
 from medssl.training.checkpoint import capture_rng, load_latest_checkpoint, restore_rng, save_checkpoint
 from medssl.training.config import TrainConfig
@@ -65,11 +66,7 @@ Hook = Callable[[TrainState], None]
 
 
 def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
-        return None
-    if cfg.amp == "fp16":
-        return torch.float16
-    return torch.bfloat16
+    return amp_dtype(device, cfg.amp)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

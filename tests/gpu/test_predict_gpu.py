@@ -48,7 +48,7 @@ def test_swin_unetr_window_runner_agrees_with_plain_sliding_window():
     with torch.inference_mode():
         ref = torch.softmax(sliding_window_inference(x, (64, 64, 64), 2, net, overlap=0.25, mode="gaussian"), 1)
     enable_fused_attention(net)
-    out = WindowRunner(net, WindowConfig((64, 64, 64), 0.25, 4, amp="bf16"), torch.device("cuda"), 3)(x)
+    out = WindowRunner(net, WindowConfig((64, 64, 64), 0.25, 4, "gaussian", amp="bf16"), torch.device("cuda"), 3)(x)
     assert (torch.softmax(out, 1) - ref).abs().max() < 0.05
 
 

@@ -63,8 +63,8 @@ def test_finetune_artifact_predict_evaluate_bundle(phantoms, tmp_path, capsys):
 
     art = load_model_artifact(run)
     assert type(art.build()).__name__ == "SwinUNETR"
-    assert art.labels["1"] == "liver" and art.inference["roi_size"] == [32, 32, 32]
-    assert art.preprocessing["intensity"] == "ct_window" and art.meta["data_hash"]
+    assert art.labels["1"] == "liver" and art.inference.roi_size == (32, 32, 32)
+    assert art.preprocessing.intensity == "ct_window" and art.meta["data_hash"]
     from medssl.inference.predictor import Predictor
     from medssl.io import read_scan
 

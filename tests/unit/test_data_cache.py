@@ -63,7 +63,7 @@ def test_key_changes_with_pipeline_and_content(tmp_path, nifti):
 
 
 def test_dicom_folder_decoded_once(tmp_path, monkeypatch):
-    io = pytest.importorskip("medssl.io")
+    import medssl.io as io
     image, _, affine = make_phantom(5, shape=(12, 12, 6))
     folder = tmp_path / "series"
     write_dicom_series(image, affine, folder, seed=5)

@@ -11,9 +11,7 @@ from medssl.data.manifest import find_inputs, read_manifest, update_manifest
 from medssl.data.phantom_io import synth_cohort
 from medssl.errors import CorruptFileError
 
-io = pytest.importorskip("medssl.io")
-if not hasattr(io, "probe"):
-    pytest.skip("medssl.io.probe not available yet", allow_module_level=True)
+import medssl.io as io  # noqa: E402  (an import error must fail, not skip)
 
 
 class CountingProbe:

@@ -75,9 +75,7 @@ def test_dicom_twin_equals_nifti_twin_sitk(cohort):
 
 
 def test_dicom_twin_equals_nifti_twin_read_scan(cohort):
-    io = pytest.importorskip("medssl.io")
-    if not hasattr(io, "read_scan"):
-        pytest.skip("medssl.io.read_scan not available yet")
+    import medssl.io as io
     for i in range(2):
         nii = io.read_scan(cohort / "nifti" / f"phantom_{i:03d}.nii.gz")
         dcm = io.read_scan(cohort / "dicom" / f"phantom_{i:03d}")

@@ -11,7 +11,7 @@ from medssl.artifacts.model import ModelArtifact
 from medssl.models import build_network
 from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
 from medssl.training.finetune_config import FinetuneConfig
-from medssl.training.finetune_data import PreparedCase, sample_crops
+from medssl.data.labeled import PreparedCase, sample_crops
 from medssl.training.finetune_run import encoder_stages, param_groups
 
 CNN = {"encoder": "cnn", "encoder_kwargs": {"channels": [4, 8, 16]}}
@@ -82,10 +82,22 @@ def test_sample_crops_shapes_padding_and_foreground():
     img = np.zeros((1, 10, 40, 40), np.float32)
     lab = np.zeros((10, 40, 40), np.int64)
     lab[2:4, 30:33, 30:33] = 1
-    case = PreparedCase("c", img, np.eye(4), lab, foreground=np.argwhere(lab > 0))
+    case = PreparedCase("c", img, np.eye(4), lab, foreground={1: np.argwhere(lab > 0)})
     x, y = sample_crops([case], 6, (16, 16, 16), 1.0, np.random.default_rng(0))
     assert x.shape == (6, 1, 16, 16, 16) and y.shape == (6, 1, 16, 16, 16) and y.dtype == torch.int64
     assert all(y[i].sum() > 0 for i in range(6))
+
+
+def test_foreground_crops_see_small_classes_as_often_as_large_ones():
+    img = np.zeros((1, 64, 64, 64), np.float32)
+    lab = np.zeros((64, 64, 64), np.int64)
+    lab[:32] = 1  # a large organ filling half the volume
+    lab[56:60, 56:60, 56:60] = 2  # a small one in the far corner
+    fg = np.argwhere(lab > 0)
+    case = PreparedCase("c", img, np.eye(4), lab, foreground={v: fg[lab[tuple(fg.T)] == v] for v in (1, 2)})
+    _, y = sample_crops([case], 200, (8, 8, 8), 1.0, np.random.default_rng(0))
+    with_small = sum(bool((y[i] == 2).any()) for i in range(200))
+    assert 70 < with_small < 130  # about half, although it holds 0.1 % of the foreground
 
 
 def test_bundle_export_rebuilds_with_monai(tmp_path):

@@ -149,7 +149,7 @@ def test_seg_passes_dciodvfy_with_coded_segments(dicom_phantom, tmp_path):
 
 
 def test_seg_codes_from_a_user_vocabulary(dicom_phantom, tmp_path):
-    from medssl.artifacts.labels import LabelVocabulary
+    from medssl.data.labels import LabelVocabulary
 
     folder, _ = dicom_phantom
     datasets = read_dicom_datasets(folder)

@@ -142,16 +142,16 @@ class OOMUnlessSmall(nn.Module):
 def test_out_of_memory_falls_back_to_smaller_window_batches():
     x = torch.rand(1, 1, 24, 24, 12)
     net = OOMUnlessSmall(limit=1)
-    runner = WindowRunner(net, WindowConfig(roi_size=(8, 8, 8), overlap=0.25, sw_batch_size=4), torch.device("cpu"))
+    runner = WindowRunner(net, WindowConfig(roi_size=(8, 8, 8), overlap=0.25, sw_batch_size=4, mode="gaussian"), torch.device("cpu"))
     out = runner(x)
-    reference = WindowRunner(OOMUnlessSmall(limit=99), WindowConfig((8, 8, 8), 0.25, 1), torch.device("cpu"))(x)
+    reference = WindowRunner(OOMUnlessSmall(limit=99), WindowConfig((8, 8, 8), 0.25, 1, "gaussian"), torch.device("cpu"))(x)
     assert torch.allclose(out, reference, atol=1e-5)
     assert runner.last_plan == (1, "cpu") and len(runner.fallbacks) == 2  # 4 -> 2 -> 1
     assert all("out of memory" in f for f in runner.fallbacks)
 
 
 def test_out_of_memory_everywhere_is_a_typed_error():
-    runner = WindowRunner(OOMUnlessSmall(limit=0), WindowConfig((8, 8, 8), 0.25, 2), torch.device("cpu"))
+    runner = WindowRunner(OOMUnlessSmall(limit=0), WindowConfig((8, 8, 8), 0.25, 2, "gaussian"), torch.device("cpu"))
     with pytest.raises(InferenceOOMError) as info:
         runner(torch.rand(1, 1, 16, 16, 8))
     assert info.value.code == "out_of_memory"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medssl.artifacts.labels import ABNORMAL, ANATOMY, TISSUE, LabelVocabulary, default_code
+from medssl.data.labels import ABNORMAL, ANATOMY, TISSUE, LabelVocabulary, default_code
 from medssl.data.phantom import LABELS
 from medssl.errors import ConfigError
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from medssl.evaluation.metrics import bootstrap_ci, classification_metrics, mean_over_classes, segmentation_metrics
+from medssl.tasks.metrics import bootstrap_ci, classification_metrics, mean_over_classes, segmentation_metrics
 from medssl.evaluation.report import write_sweep_report
 
 LABELS = {"0": "background", "1": "a", "2": "b", "3": "c"}
@@ -74,7 +74,7 @@ def test_sweep_report_files(tmp_path):
 
 
 def test_paired_bootstrap_matches_hand_computed_resampling():
-    from medssl.evaluation.metrics import paired_bootstrap
+    from medssl.tasks.metrics import paired_bootstrap
 
     # 2 seeds x 2 cases: a resample picks 2 seeds and 2 cases with replacement, 16 equally
     # likely (seed pair, case pair) draws. By hand: seeds {0,0},{0,1},{1,0},{1,1} and cases alike;
@@ -86,7 +86,7 @@ def test_paired_bootstrap_matches_hand_computed_resampling():
     assert res["lo"] == pytest.approx(1.0) and res["hi"] == pytest.approx(7.0)
     assert res["resampled"] == "seeds and cases" and res["significant"]
     # the share of resamples whose mean is 4 is 4/16 + 4/16 (the middle draws): check it
-    from medssl.evaluation import metrics as m
+    from medssl.tasks import metrics as m
 
     rng = np.random.default_rng(0)
     si, ci = rng.integers(0, 2, (20000, 2)), rng.integers(0, 2, (20000, 2))

@@ -1,4 +1,5 @@
-"""Labeled cases made ready for fine-tuning: preprocessed exactly as the predictor will
+"""Labeled cases made ready for fine-tuning (the data layer of fine-tuning, evaluation and
+probes; configs in ``data:`` of a fine-tune config): preprocessed exactly as the predictor will
 (``preprocess_scan`` with the artifact's ``PreprocessConfig``), labels carried onto the
 preprocessed grid nearest-neighbour, and training crops sampled from them."""
 
@@ -6,21 +7,66 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pydantic import Field
+
+from medssl.config import StrictModel
 from medssl.data.datalist import LabeledCase, read_labeled_case
 from medssl.data.nnunet import labels_by_value
+from medssl.data.preprocess import PreprocessConfig, preprocess_scan
 from medssl.errors import ConfigError, InputError
 from medssl.io.scan import Scan
-from medssl.training.finetune_config import DataConfig, FinetuneConfig
 
 log = logging.getLogger("medssl.finetune")
-_CACHE: dict[tuple, PreparedCase] = {}
+CACHE_SIZE = 128  # prepared cases kept per process (a sweep reads each case once)
+_CACHE: OrderedDict[tuple, PreparedCase] = OrderedDict()
+
+
+class ClassFromLabel(StrictModel):
+    """Derive a binary class from a label map: 1 when ``value`` covers >= ``min_voxels``."""
+
+    value: int = 6
+    min_voxels: int = 1
+    names: dict[str, str] = Field(default_factory=lambda: {"0": "absent", "1": "present"})
+
+
+class DataConfig(StrictModel):
+    root: str = ""  # dataset.json, CSV, or a folder of image/label pairs
+    modality: str = "CT"
+    labels: dict[str, str] | None = None  # target index -> name; None: from dataset.json/labels.json
+    label_map: dict[int, int] | None = None  # source label value -> target index; others -> 0
+    class_from_label: ClassFromLabel | None = None  # classification targets derived from labels
+    preprocessing: PreprocessConfig = PreprocessConfig()
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    test_fraction: float = Field(0.0, ge=0, lt=1)
+    n_test: int | None = Field(None, ge=0)  # exact count; overrides test_fraction
+    n_val: int | None = Field(None, ge=0)
+    n_train: int | None = Field(None, ge=1)  # keep only this many labeled training cases
+    split_seed: int = 0
+
+    def split(self, cases: list, *, n_train: int | None = None, train_seed: int | None = None):
+        """Test / validation / training cases by this config (``split_cases``); the held-out
+        cases never depend on ``n_train`` or ``train_seed``."""
+        from medssl.data.datalist import split_cases
+
+        return split_cases(cases, seed=self.split_seed, val_fraction=self.val_fraction,
+                           test_fraction=self.test_fraction, n_test=self.n_test, n_val=self.n_val,
+                           n_train=n_train, train_seed=train_seed)
+
+
+class LabeledTask(Protocol):
+    """What preparing cases needs of a fine-tune config: its data section and task."""
+
+    data: DataConfig
+    task: str
 
 
 @dataclass
@@ -33,7 +79,7 @@ class PreparedCase:
     foreground: dict[int, np.ndarray] | None = None  # label value -> (N, 3) voxel indices, label > 0
 
 
-def resolve_labels(cfg: FinetuneConfig) -> dict[str, str]:
+def resolve_labels(cfg: LabeledTask) -> dict[str, str]:
     """Label (or class) names by index: config, else dataset.json / labels.json next to the data."""
     data = cfg.data
     if cfg.task == "classification" and data.class_from_label is not None:
@@ -52,14 +98,6 @@ def resolve_labels(cfg: FinetuneConfig) -> dict[str, str]:
     raise ConfigError(f"no label names for {root.name or 'data'}: set data.labels (index -> name)")
 
 
-def _preprocess(scan: Scan, cfg) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from medssl.data.preprocess import preprocess_scan
-    except ImportError:
-        from medssl.inference._fallbacks import preprocess_scan
-    return preprocess_scan(scan, cfg)
-
-
 def _remap(label: np.ndarray, data: DataConfig, n_labels: int, source: str) -> np.ndarray:
     if data.label_map:
         lut = np.zeros(max(int(label.max()), max(data.label_map)) + 1, dtype=np.int64)
@@ -74,7 +112,7 @@ def _remap(label: np.ndarray, data: DataConfig, n_labels: int, source: str) -> n
     return label.astype(np.int64)
 
 
-def _class_index(case: LabeledCase, raw_label: np.ndarray | None, cfg: FinetuneConfig, names: dict[str, str]) -> int:
+def _class_index(case: LabeledCase, raw_label: np.ndarray | None, cfg: LabeledTask, names: dict[str, str]) -> int:
     rule = cfg.data.class_from_label
     if rule is not None:
         if raw_label is None:
@@ -90,17 +128,18 @@ def _class_index(case: LabeledCase, raw_label: np.ndarray | None, cfg: FinetuneC
     raise InputError(f"class '{case.cls}' is not one of {sorted(names.values())}", source=case.image.name)
 
 
-def prepare_case(case: LabeledCase, cfg: FinetuneConfig, names: dict[str, str]) -> PreparedCase:
+def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> PreparedCase:
     """Read, preprocess and label one case (cached per process, so sweeps read each once)."""
     pp = cfg.data.preprocessing
     d = cfg.data
     key = (str(case.image), str(case.label), case.cls, pp.model_dump_json(), d.modality, str(d.label_map),
            str(d.class_from_label), tuple(names.items()), cfg.task)
     if key in _CACHE:
+        _CACHE.move_to_end(key)
         return _CACHE[key]
     image, raw_label, affine, _ = read_labeled_case(case)
     scan = Scan(image, affine, cfg.data.modality, case.image.name, case.case_id)
-    array, new_affine = _preprocess(scan, pp)
+    array, new_affine = preprocess_scan(scan, pp)
     prepared = PreparedCase(case.case_id, np.ascontiguousarray(array, dtype=np.float32), np.asarray(new_affine))
     if cfg.task == "segmentation":
         if raw_label is None:
@@ -114,6 +153,8 @@ def prepare_case(case: LabeledCase, cfg: FinetuneConfig, names: dict[str, str]) 
     else:
         prepared.cls = _class_index(case, raw_label, cfg, names)
     _CACHE[key] = prepared
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return prepared
 
 

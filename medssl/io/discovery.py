@@ -1,0 +1,46 @@
+"""What a file name says about a scan, decided once for every walker (manifest, inference
+inputs, the pretraining feed, datalists, the viewer): NIfTI or not, label map or image,
+maybe DICOM, and the case stem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+# A NIfTI whose stem ends with one of these is a label map (MSD/phantom ``_label``, ``_seg``, ...).
+LABEL_SUFFIXES = ("_label", "_labels", "_seg", "_mask")
+
+
+def _name(path: str | Path) -> str:
+    return Path(path).name if isinstance(path, Path) else str(path).rsplit("/", 1)[-1]
+
+
+def is_nifti(path: str | Path) -> bool:
+    return _name(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def case_stem(path: str | Path) -> str:
+    """The name without ``.nii.gz`` / ``.nii`` / ``.zip`` (other names as they are)."""
+    name = _name(path)
+    for ext in (*NIFTI_SUFFIXES, ".zip"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def is_label(path: str | Path) -> bool:
+    """A NIfTI label map by its name (``case_label.nii.gz``, ``case_seg.nii``, ...)."""
+    return is_nifti(path) and case_stem(path).lower().endswith(LABEL_SUFFIXES)
+
+
+def looks_dicom(path: Path) -> bool:
+    """A DICOM extension, or the ``DICM`` magic at byte 128 (reads 132 bytes at most)."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
