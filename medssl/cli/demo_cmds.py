@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from medssl.errors import EXIT_OK, MedsslError
 
 
@@ -20,9 +18,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="run the whole pipeline on generated phantoms (synth, index, pretrain, fine-tune, predict)",
-        description="Generate a phantom cohort, index it, inspect and convert a scan, pretrain briefly, "
-        "fine-tune with and without pretraining, predict on held-out scans (and the real DICOM sample "
-        "when found), then print the command that opens the viewer on the results.",
+        description="Generate a phantom cohort, index it, inspect and convert a scan, run a small "
+        "label-efficiency sweep (pretraining with the recommended recipe, fine-tuning with and without it, "
+        "the difference with its interval), predict on held-out scans (and the real DICOM sample when "
+        "found), then print the command that opens the viewer on the results. Example: medssl demo --out demo_out",
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything (default demo_out)")
     p.add_argument("--n", type=int, default=16, help="phantom subjects to generate (default 16)")
@@ -60,9 +59,16 @@ def _config(name: str) -> str:
     raise MedsslError(f"config {name} not found: run the demo from the medssl checkout")
 
 
-def _dice(report: Path) -> float:
-    data = json.loads(report.read_text())
-    return float(data["summary"]["dice"]["mean"])
+def _difference_line(report: dict) -> str:
+    """The sweep's pretrained-minus-scratch result as one honest sentence."""
+    lines = []
+    for n, d in sorted(report["difference_vs_scratch"].get("pretrained", {}).items(), key=lambda kv: int(kv[0])):
+        verdict = "significant" if d["significant"] else "not significant"
+        per_seed = ", ".join(f"{100 * v:+.1f}" for v in d["per_seed"])
+        lines.append(f"pretrained - scratch at {n} labeled cases: {100 * d['mean']:+.1f} Dice points, 95 % interval "
+                     f"[{100 * d['lo']:.1f}, {100 * d['hi']:.1f}] ({verdict}); seeds {d['seeds']} ({per_seed}), "
+                     f"{d['n_cases']} test phantoms")
+    return "\n   ".join(lines) or "no pretrained arm in the report"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,10 +76,6 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data, held = out / "phantoms", out / "heldout"
     real = args.real_data or _default_real_data()
-    quiet = ["train.progress=false", "train.tensorboard=false"]
-    finetune_cfg = _config("finetune/demo_seg.yaml")
-    # Pretrain on intensities normalised exactly as fine-tuning will see them.
-    preprocess = yaml.safe_load(Path(finetune_cfg).read_text())["data"]["preprocessing"]
     t0 = time.perf_counter()
 
     _step("synthesise a phantom cohort (NIfTI + DICOM twins)",
@@ -83,32 +85,30 @@ def run(args: argparse.Namespace) -> int:
     _step("index the cohort (headers only)", ["data", "index", str(data), "--out", str(out / "manifest.jsonl")])
     _step("inspect a DICOM phantom", ["inspect", str(data / "dicom" / "phantom_000")])
     _step("convert it to NIfTI", ["convert", str(data / "dicom" / "phantom_000"), str(out / "converted" / "phantom_000.nii.gz")])
-    _step("self-supervised pretraining (inpainting + contrastive)",
-          ["pretrain", "--config", _config("pretrain/smoke.yaml"), "--out", str(out / "pretrain"),
-           f"data.manifest={out / 'manifest.jsonl'}", f"data.preprocess={json.dumps(preprocess)}", "train.max_steps=150", "train.preview_every=50", *quiet])
-    _step("export the encoder", ["export-encoder", str(out / "pretrain"), "--out", str(out / "encoder.pt")])
-    models = out / "models"
-    for arm, extra in (("scratch", []), ("pretrained", ["--pretrained", str(out / "encoder.pt")])):
-        _step(f"fine-tune on 4 labeled phantoms ({arm})",
-              ["finetune", "--config", finetune_cfg, "--out", str(models / arm),
-               f"data.root={data}", *extra, *quiet])
-        _step(f"evaluate {arm} on held-out phantoms",
-              ["evaluate", "--model", str(models / arm), "--data", str(held), "--out", str(out / f"eval_{arm}.json")])
+    sweep = out / "sweep"
+    _step("pretrain (masked image modelling, the recommended recipe), then fine-tune scratch and pretrained "
+          "on 4 labeled phantoms x 3 seeds, scored on the same test phantoms",
+          ["sweep", "--config", _config("finetune/demo_sweep.yaml"), "--out", str(sweep), f"data.root={data}",
+           f"sweep.pretrain_data={out / 'manifest.jsonl'}"])
+    model = sweep / "runs" / "pretrained_n4_seed0"
+    _step("evaluate the pretrained model on the held-out phantoms",
+          ["evaluate", "--model", str(model), "--data", str(held), "--out", str(out / "eval_pretrained.json")])
     inputs = [str(held / "nifti"), str(held / "dicom")]
     if real is not None:
         inputs.append(str(real / "dicom" / "head_ct_series"))
-    _step("batch prediction (held-out phantoms" + (" + the real DICOM sample)" if real else ")"),
-          ["predict", "--model", str(models / "pretrained"), "--input", *inputs,
-           "--output", str(out / "predictions"), "--no-progress"])
+    _step("batch prediction (held-out phantoms" + (" + the real head CT, outside what the model was trained on)"
+                                                   if real else ")"),
+          ["predict", "--model", str(model), "--input", *inputs, "--output", str(out / "predictions"), "--no-progress"])
 
-    scratch, pretrained = _dice(out / "eval_scratch.json"), _dice(out / "eval_pretrained.json")
+    report = json.loads((sweep / "report.json").read_text())
     print(f"\n== done in {time.perf_counter() - t0:.0f} s; everything is under {out}/")
-    print(f"   kidney Dice on 3 held-out phantoms, 4 labeled cases: scratch {scratch:.3f}, "
-          f"pretrained {pretrained:.3f} ({100 * (pretrained - scratch):+.1f} points; one seed, a smoke-scale "
-          "run: `medssl sweep` measures this with seeds and confidence intervals)")
+    print(f"   {_difference_line(report)}")
+    print("   (a demo-sized sweep; `medssl sweep --config configs/finetune/phantom_label_efficiency.yaml` measures it "
+          "with 10 test phantoms and 5 seeds)")
+    print(f"   sweep report: {sweep / 'report.md'}; which case went where: {sweep / 'splits.json'}")
     print(f"   batch results: {out / 'predictions' / 'results.csv'} (masks, DICOM SEG, volumes in mL, previews)")
-    print(f"   pretraining: {out / 'pretrain' / 'metrics.jsonl'}, previews in {out / 'pretrain' / 'previews'}")
+    print(f"   pretraining: {sweep / 'pretrain' / 'metrics.jsonl'} (losses, per-stage effective rank)")
     print("\nOpen the viewer on these results:")
     print(f"   {sys.executable.rsplit('/', 1)[0]}/medssl viewer --data-dir {out} --results-dir {out / 'predictions'} "
-          f"--models-dir {models}")
+          f"--models-dir {sweep / 'runs'}")
     return EXIT_OK
