@@ -138,11 +138,16 @@ class CropSampler:
         return arr, fg
 
     def _display(self, path: Path) -> str:
-        """The scan's path relative to the data root or manifest folder (never a tag value)."""
+        """The scan's path relative to the data root or manifest folder (never a tag value),
+        with any component that holds the scan's own patient name or ID pseudonymised."""
+        from medssl.io.path_privacy import mask_label, read_patient_tokens
+
+        label = path.name
         for base in (self.cfg.root, self.cfg.manifest.parent if self.cfg.manifest else None):
             if base is not None and path.is_relative_to(base):
-                return path.relative_to(base).as_posix()
-        return path.name
+                label = path.relative_to(base).as_posix()
+                break
+        return mask_label(label, read_patient_tokens(path))
 
     def prepare(self) -> list[tuple[int, ...]]:
         """Decode every volume of this shard into the cache now; returns their shapes.
