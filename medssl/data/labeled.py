@@ -77,6 +77,9 @@ class PreparedCase:
     label: np.ndarray | None = None  # (X, Y, Z) int64 target indices on the same grid
     cls: int | None = None
     foreground: dict[int, np.ndarray] | None = None  # label value -> (N, 3) voxel indices, label > 0
+    native_spacing: tuple[float, ...] | None = None  # mm, of the scan as read (before preprocessing)
+    native_extent: tuple[float, ...] | None = None  # field of view, mm
+    modality: str = ""
 
 
 def resolve_labels(cfg: LabeledTask) -> dict[str, str]:
@@ -141,6 +144,10 @@ def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> 
     scan = Scan(image, affine, cfg.data.modality, case.image.name, case.case_id)
     array, new_affine = preprocess_scan(scan, pp)
     prepared = PreparedCase(case.case_id, np.ascontiguousarray(array, dtype=np.float32), np.asarray(new_affine))
+    spacing = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
+    prepared.native_spacing = tuple(float(v) for v in spacing)
+    prepared.native_extent = tuple(float(v) for v in spacing * np.asarray(image.shape[-3:]))
+    prepared.modality = cfg.data.modality
     if cfg.task == "segmentation":
         if raw_label is None:
             raise InputError("segmentation case without a label map", source=case.image.name)
