@@ -8,12 +8,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from medssl.errors import MedsslError
+from medssl.errors import MedsslError, UnsupportedInputError
 
 from ..loaded import Loaded, open_path, open_upload
 from ..results import batch_overlay
 from ..settings import Settings
-from ..sources import list_data_dir, read_worklist
+from ..sources import escapes, list_data_dir, read_worklist
 from .state import reset_for
 
 log = logging.getLogger("medssl.viewer")
@@ -54,7 +54,14 @@ def _from_data_dir(data_dir: Path) -> Loaded | None:
     if choice is None:
         return st.session_state.get("loaded")
     entry = by_label[choice]
-    return _load(f"data:{entry.path}", lambda: open_path(entry.path, origin="data"))
+
+    def read() -> Loaded:
+        if escapes(data_dir, entry.path):
+            raise UnsupportedInputError(f"{entry.label}: a symbolic link in it leads out of the data folder",
+                                        source=entry.label)  # fmt: skip
+        return open_path(entry.path, origin="data")
+
+    return _load(f"data:{entry.path}", read)
 
 
 def _from_results(settings: Settings) -> Loaded | None:
