@@ -19,10 +19,33 @@ class Entry:
     label: str  # relative path shown in the picker
     path: Path
     kind: str  # "nifti", "dicom" or "zip"
+    label_path: Path | None = None  # CASE_label.nii.gz beside CASE.nii.gz: opened as its overlay
 
 
 def _is_nifti(name: str) -> bool:
     return name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _split_nifti(name: str) -> tuple[str, str]:
+    """"a_label.nii.gz" -> ("a_label", ".nii.gz")."""
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    return name, ""
+
+
+def label_twins(names: list[str]) -> dict[str, str]:
+    """{label file: its scan} for NIfTI names like CASE_label.nii.gz beside CASE.nii.gz
+    (suffixes _label, _labels, _seg, _mask, as ``medssl data index`` reads them)."""
+    from medssl.data.manifest import LABEL_SUFFIXES
+
+    by_stem = {_split_nifti(n)[0]: n for n in names if _is_nifti(n)}
+    twins = {}
+    for stem, name in by_stem.items():
+        for suffix in LABEL_SUFFIXES:
+            if stem.endswith(suffix) and stem[: -len(suffix)] in by_stem:
+                twins[name] = by_stem[stem[: -len(suffix)]]
+    return twins
 
 
 def _looks_dicom(path: Path) -> bool:
@@ -78,10 +101,16 @@ def list_data_dir(root: Path) -> list[Entry]:
         filenames = [f for f in filenames if inside(root, folder / f)]  # no symlink escapes
         if filenames and _dicom_folder(folder, filenames):
             entries.append(Entry(label=f"{rel}/ (DICOM)", path=folder, kind="dicom"))
+        twins = label_twins(filenames)
+        labels = {scan: label for label, scan in twins.items()}
         for name in sorted(filenames):
+            if name in twins:  # a label map is shown over its scan, not offered as a scan
+                continue
             if _is_nifti(name) or name.lower().endswith(".zip"):
                 kind = "zip" if name.lower().endswith(".zip") else "nifti"
-                entries.append(Entry(label=(folder / name).relative_to(root).as_posix(), path=folder / name, kind=kind))
+                label = folder / labels[name] if name in labels else None
+                entries.append(Entry(label=(folder / name).relative_to(root).as_posix(), path=folder / name, kind=kind,
+                                     label_path=label))  # fmt: skip
         if len(entries) >= MAX_ENTRIES:
             break
     return sorted(entries[:MAX_ENTRIES], key=lambda e: e.label)

@@ -59,8 +59,8 @@ def test_data_dir_lists_nifti_zip_and_dicom_folders(tmp_path, head_ct_series):
     (tmp_path / "dicom").symlink_to(head_ct_series)
     (tmp_path / "notes.txt").write_text("x")
     labels = {e.label: e.kind for e in list_data_dir(tmp_path)}
-    assert labels == {"batch.zip": "zip", "nifti/phantom_000.nii.gz": "nifti",
-                      "nifti/phantom_000_label.nii.gz": "nifti"}  # links are not followed
+    assert labels == {"batch.zip": "zip", "nifti/phantom_000.nii.gz": "nifti"}  # links are not followed, the
+    # label file opens as the overlay of its scan
     (tmp_path / "dicom").unlink()
     (tmp_path / "dicom").mkdir()
     (tmp_path / "dicom" / "IM0001.dcm").write_bytes((head_ct_series / "IM0001.dcm").read_bytes())

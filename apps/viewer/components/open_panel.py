@@ -10,8 +10,8 @@ import streamlit as st
 
 from medssl.errors import MedsslError, UnsupportedInputError
 
-from ..loaded import Loaded, open_path, open_upload
-from ..results import batch_overlay
+from ..loaded import Loaded, open_path, open_uploads
+from ..results import batch_overlay, label_overlay
 from ..settings import Settings
 from ..sources import escapes, list_data_dir, read_worklist
 from .state import reset_for
@@ -23,8 +23,9 @@ def _load(key: str, reader: Callable[[], Loaded]) -> Loaded | None:
     """Read once per session and selection; a failure becomes a message, never a traceback."""
     if st.session_state.get("loaded_key") == key:
         return st.session_state.get("loaded")
+    st.session_state.pop("loaded", None)  # never show the previous scan under the next one's name
     try:
-        with st.spinner("Reading scan..."):
+        with st.spinner("Reading the scan...", show_time=True):
             loaded = reader()
     except MedsslError as err:
         st.session_state.pop("loaded", None)
@@ -59,7 +60,11 @@ def _from_data_dir(data_dir: Path) -> Loaded | None:
         if escapes(data_dir, entry.path):
             raise UnsupportedInputError(f"{entry.label}: a symbolic link in it leads out of the data folder",
                                         source=entry.label)  # fmt: skip
-        return open_path(entry.path, origin="data")
+        loaded = open_path(entry.path, origin="data")
+        loaded.name = entry.label
+        if entry.label_path is not None:
+            loaded.overlay = label_overlay(loaded, entry.label_path)
+        return loaded
 
     return _load(f"data:{entry.path}", read)
 
@@ -86,20 +91,32 @@ def _from_results(settings: Settings) -> Loaded | None:
 
     def read() -> Loaded:
         loaded = open_path(case.source, origin="results", series_uid=case.series)  # type: ignore[arg-type]
-        loaded.case_id = case.case_id
+        loaded.case_id = loaded.name = case.case_id
         loaded.overlay = batch_overlay(loaded, case)
         return loaded
 
     return _load(f"case:{settings.results_dir}:{case.case_id}", read)
 
 
+UPLOAD_TYPES = ["nii", "gz", "zip", "dcm", "dicom", "ima"]  # Streamlit matches extensions, not MIME types
+
+
 def _from_upload() -> Loaded | None:
-    upload = st.sidebar.file_uploader(
-        "NIfTI (.nii, .nii.gz) or zipped DICOM series (.zip)", type=["nii", "gz", "zip"], key="upload"
-    )
-    if upload is None:
+    """One NIfTI / zip, or the .dcm files of a series. A refused upload is cleared from the
+    widget (a new key), its message stays."""
+    generation = st.session_state.setdefault("upload_generation", 0)
+    files = st.sidebar.file_uploader(
+        "NIfTI (.nii, .nii.gz), DICOM files (.dcm, one or many) or a zipped DICOM series (.zip)",
+        type=UPLOAD_TYPES, accept_multiple_files=True, key=f"upload_{generation}",
+    )  # fmt: skip
+    if not files:
         return st.session_state.get("loaded")
-    return _load(f"upload:{upload.file_id}", lambda: open_upload(upload.name, upload.getvalue()))
+    key = "upload:" + ",".join(f.file_id for f in files)
+    loaded = _load(key, lambda: open_uploads([(f.name, f.getvalue()) for f in files]))
+    if loaded is None and st.session_state.get("load_error"):
+        st.session_state["upload_generation"] = generation + 1
+        st.rerun()
+    return loaded
 
 
 def open_scan(settings: Settings) -> Loaded | None:
