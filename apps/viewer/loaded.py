@@ -77,7 +77,9 @@ def phi_tokens(phi: dict[str, Any]) -> set[str]:
         if key not in IDENTITY_FIELDS:
             continue
         text = str(value or "").lower()
-        words |= {w for w in re.split(r"[\s^_/\\.,;:]+", text) if len(w) >= 3}
+        # words with a letter from 3 characters, numbers (IDs) from 5: "000" is no one's name
+        words |= {w for w in re.split(r"[\s^_/\\.,;:]+", text)
+                  if (len(w) >= 3 and re.search(r"[a-z]", w)) or (len(w) >= 5 and w.isdigit())}
     return words
 
 

@@ -84,7 +84,7 @@ def batch_overlay(loaded: Loaded, case: Case) -> Overlay | None:
 
 def label_overlay(loaded: Loaded, path: Path) -> Overlay:
     """A label map file (CASE_label.nii.gz) shown over its scan; refused when its grid differs.
-    Names come from a ``CASE_label.json`` / ``labels.json`` beside it when there is one."""
+    Names come from a ``CASE_label.json`` or ``labels.json`` beside it (or one folder up)."""
     from medssl.io import read_scan
 
     label = read_scan(path)
@@ -95,9 +95,15 @@ def label_overlay(loaded: Loaded, path: Path) -> Overlay:
         )
     native = np.rint(np.asarray(label.array)).clip(0, 255).astype(np.uint8)
     names: dict[int, str] = {}
-    for side in (path.with_name(path.name.split(".")[0] + ".json"), path.with_name("labels.json")):
+    sides = (path.with_name(path.name.split(".")[0] + ".json"), path.with_name("labels.json"),
+             path.parent.parent / "labels.json")  # `medssl data synth` keeps it above nifti/
+    for side in sides:
         if side.is_file():
-            names = read_record(side)[0]
+            try:  # {"1": "liver"} (medssl data synth) or a CASE.json with "labels"
+                doc = json.loads(side.read_text())
+            except (OSError, ValueError):
+                continue
+            names = _names(doc) or read_record(side)[0]
             break
     return Overlay(label=to_view_grid(loaded.scan, native), native=native, names=names, origin="label")
 

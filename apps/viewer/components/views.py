@@ -130,23 +130,24 @@ def viewer(loaded: Loaded) -> None:
     window_controls(view.modality)
     label, opacity, visible = overlay_controls(loaded)
     mode = TOOLS.get(st.session_state.get("tool") or "Crosshair", "crosshair")
+    # The sliders come first: a slice set by a click (a callback) is only final once its
+    # slider exists in this run. No placeholders either: they would remount the views.
     columns = st.columns(3)
-    slots = []
     for plane, col in zip(PLANES, columns):
-        slots.append(col.empty())
         n = view.shape[PLANE_AXIS[plane]]
         if n > 1:
             col.slider(f"{plane.capitalize()} slice ({AXIS_HINT[plane]})", 1, n, key=slider_key(plane))
     ijk, numbers, window = crosshair(), slice_numbers(), current_window()
     images = render_all(loaded, ijk, window, label, opacity, visible)
-    for plane, slot, image in zip(PLANES, slots, images):
+    for plane, col, image in zip(PLANES, columns, images):
         caption = f"{plane.capitalize()} {numbers[plane]}/{view.shape[PLANE_AXIS[plane]]}"
         key = f"view_{plane}"
-        with slot.container():
+        with col:
             _slice_view(
                 image="data:image/png;base64," + base64.b64encode(to_png(image)).decode(),
                 plane=plane, mode=mode, caption=caption, measure=_measure_for(plane, numbers),
-                key=key, default=None, on_change=partial(_on_view_event, key, loaded),
+                ack=st.session_state.get(f"{key}_seq") or 0, key=key, default=None,
+                on_change=partial(_on_view_event, key, loaded),
             )  # fmt: skip
             st.caption(caption)
     x, y, z = world_position(view, ijk)
