@@ -41,10 +41,23 @@ def test_server_answers_on_localhost_only(server):
     assert addresses and set(addresses) == {"127.0.0.1"}, addresses
 
 
+def test_every_response_carries_the_security_headers(server):
+    from apps.viewer.security import SECURITY_HEADERS
+
+    url, _ = server
+    for path in ("/", "/_stcore/health", "/_stcore/host-config"):
+        with urllib.request.urlopen(f"{url}{path}", timeout=10) as resp:
+            assert resp.status == 200, path
+            for name, value in SECURITY_HEADERS.items():
+                assert resp.headers.get(name) == value, (path, name, resp.headers.get(name))
+
+
 def test_head_ct_model_and_phantom_overlay_in_chromium(server, browser, artifacts_dir):
     url, _ = server
     page = browser.new_page(viewport={"width": 1500, "height": 1300})
     page.set_default_timeout(WAIT_MS)
+    frames_served = []
+    page.on("response", lambda r: frames_served.append(r) if "slice_view/index.html" in r.url else None)
     page.goto(url)
     page.get_by_text("Open a scan", exact=True).wait_for()
 
@@ -59,6 +72,7 @@ def test_head_ct_model_and_phantom_overlay_in_chromium(server, browser, artifact
         thumb.press("ArrowRight")
     page.get_by_text("Axial 60/108").wait_for()
 
+    assert frames_served and all(r.headers.get("x-frame-options") == "SAMEORIGIN" for r in frames_served)
     page.get_by_text("Crosshair:").click()  # focus off the slider, then the number key
     page.keyboard.press("5")
     page.get_by_text("window 80/40").wait_for()

@@ -123,7 +123,7 @@ def test_cli_builds_a_hardened_streamlit_command(tmp_path):
     args = build_parser().parse_args(["viewer", "--data-dir", str(tmp_path), "--port", "8999"])
     assert isinstance(args, argparse.Namespace)
     cmd, env = build_command(args)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("apps/viewer/app.py")
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("apps/viewer/server.py")
     flags = set(cmd[5:])
     for flag in ("--server.address=127.0.0.1", "--server.port=8999", "--server.headless=true",
                  "--server.maxUploadSize=512", "--server.enableXsrfProtection=true",
