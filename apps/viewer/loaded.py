@@ -256,3 +256,18 @@ def world_position(view: Scan, ijk: tuple[int, int, int]) -> tuple[float, float,
     """RAS millimetres of voxel ``ijk`` of the displayed (canonical) volume."""
     x, y, z, _ = view.affine @ np.array([*ijk, 1.0])
     return float(x), float(y), float(z)
+
+
+def upload_label_overlay(loaded: Loaded, name: str, data: bytes) -> Overlay:
+    """An uploaded label map shown over the open scan (same grid required), read from a
+    private temporary copy like every upload."""
+    from .results import label_overlay
+
+    suffix = upload_suffix(name)
+    if suffix not in (".nii", ".nii.gz"):
+        raise UnsupportedInputError(f"{safe_name(name)}: a label map must be NIfTI (.nii, .nii.gz)", source=safe_name(name))
+    _check_size(len(data), safe_name(name))
+    with tempfile.TemporaryDirectory(prefix="medssl-viewer-", dir=app_temp_root()) as tmp:
+        path = Path(tmp) / f"label{suffix}"
+        path.write_bytes(data)
+        return label_overlay(loaded, path)

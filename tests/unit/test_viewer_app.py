@@ -217,3 +217,15 @@ def test_mr_opens_with_an_auto_window_and_no_ct_presets(app, real_data, monkeypa
     lo, hi = np.percentile(np.asarray(view.array), [1, 99])
     assert at.session_state["ww"] == pytest.approx(hi - lo, rel=0.1)
     assert not [b for b in at.button if b.key and b.key.startswith("preset_")]
+
+
+def test_a_label_map_uploaded_for_the_open_scan_is_its_overlay(app, folders):
+    at = upload(app(), ("scan.nii.gz", folders.image.read_bytes(), "application/gzip"))
+    assert at.session_state["loaded"].overlay is None
+    label = folders.image.with_name("phantom_000_label.nii.gz")
+    key = f"label_upload_{at.session_state['loaded_key']}"
+    at.file_uploader(key=key).set_value([("phantom_000_label.nii.gz", label.read_bytes(), "application/gzip")]).run()
+    assert not at.exception and not at.sidebar.error
+    overlay = at.session_state["loaded"].overlay
+    assert overlay.origin == "label" and overlay.native.max() == 2
+    assert captions(at)[2] == "Sagittal 35/48"  # moved into the labelled liver

@@ -10,11 +10,11 @@ import streamlit as st
 
 from medssl.errors import MedsslError, UnsupportedInputError
 
-from ..loaded import Loaded, open_path, open_uploads
+from ..loaded import Loaded, open_path, open_uploads, upload_label_overlay
 from ..results import batch_overlay, label_overlay
 from ..settings import Settings
 from ..sources import escapes, list_data_dir, read_worklist
-from .state import reset_for
+from .state import reset_for, reset_for_result
 
 log = logging.getLogger("medssl.viewer")
 
@@ -135,5 +135,22 @@ def open_scan(settings: Settings) -> Loaded | None:
         loaded = _from_upload()
     if st.session_state.get("load_error"):
         st.sidebar.error(st.session_state["load_error"])
+    if loaded is not None:
+        _label_upload(loaded)
     return loaded
+
+
+def _label_upload(loaded: Loaded) -> None:
+    """A label map (e.g. CASE_label.nii.gz) uploaded for the open scan becomes its overlay."""
+    upload = st.sidebar.file_uploader("Label map for this scan (.nii, .nii.gz)", type=["nii", "gz"],
+                                      key=f"label_upload_{st.session_state.get('loaded_key')}")  # fmt: skip
+    if upload is None or st.session_state.get("label_upload_id") == upload.file_id:
+        return
+    st.session_state["label_upload_id"] = upload.file_id
+    try:
+        loaded.overlay = upload_label_overlay(loaded, upload.name, upload.getvalue())
+        st.session_state["overlay_on"] = True
+        reset_for_result(loaded)
+    except MedsslError as err:
+        st.sidebar.error(f"Cannot show this label map [{err.code}]: {err}")
 

@@ -28,6 +28,14 @@ def reset_for(loaded: Loaded) -> None:
     st.session_state["overlay_on"] = True
 
 
+def reset_for_result(loaded: Loaded) -> None:
+    """Move the crosshair into a result that has just been added to the open scan."""
+    centre = result_centre(loaded)
+    if centre is not None:
+        for plane in PLANES:
+            st.session_state[slider_key(plane)] = int(centre[PLANE_AXIS[plane]]) + 1
+
+
 def result_centre(loaded: Loaded) -> tuple[int, int, int] | None:
     """Voxel (canonical grid) at the centre of the result's labelled voxels, so a case opens on
     slices that cut through the predicted structure; None without labels."""
