@@ -70,8 +70,12 @@ def browser_figures(data_dir: Path, changes: int, series: Path | None, emit: Cal
                  p95_ms=round(sorted(wheels)[int(0.95 * (len(wheels) - 1))], 1), via="Playwright wheel, timed from Python")
             if series is not None and series.is_dir():
                 data = _zip_series(series)
-                page.get_by_text("Upload", exact=True).click()
-                chooser = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+                page.close()
+                page = browser.new_page(viewport={"width": 1600, "height": 1200})  # a fresh session
+                page.set_default_timeout(120_000)
+                page.goto(url)
+                page.locator('[data-testid="stSidebar"] [data-testid="stRadio"] label').filter(has_text="Upload").click()
+                chooser = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]').first
                 start = time.perf_counter()
                 chooser.set_input_files(files=[{"name": "series.zip", "mimeType": "application/zip", "buffer": data}])
                 page.get_by_text("Axial 55/108").wait_for()
