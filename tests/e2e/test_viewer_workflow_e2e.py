@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -186,3 +187,24 @@ def test_click_wheel_keys_window_zoom_and_measure(page, artifacts_dir):
     assert frames["axial"].locator("#mlabel").inner_text() == f"{shown:.1f} mm"
     scroll_top(page)
     page.screenshot(path=str(artifacts_dir / "viewer_measure.png"), full_page=True)
+
+
+def test_dcm_files_upload_in_the_browser(page, head_ct_series, artifacts_dir):
+    """The browser's own type filter must let .dcm through (their MIME type is often
+    application/octet-stream); one slice is refused by the reader with the file's name, all
+    108 open as the series."""
+    files = sorted(str(f) for f in head_ct_series.glob("*.dcm"))
+    page.locator('[data-testid="stSidebar"] [data-testid="stRadio"] label').filter(has_text="Upload").click()
+    chooser = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]').first
+    chooser.set_input_files(files[:1])
+    page.get_by_text("single 2D image").wait_for()
+    assert "not allowed" not in page.inner_text("body")
+    assert Path(files[0]).name in page.inner_text('[data-testid="stSidebar"]')
+    chooser = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]').first
+    chooser.set_input_files(files)
+    page.get_by_role("heading", name="108 DICOM files").wait_for()
+    page.get_by_text("Axial 55/108").wait_for()
+    settle(page)
+    assert_page_has_no_phi(page, "the page after uploading the series' .dcm files")
+    scroll_top(page)
+    page.screenshot(path=str(artifacts_dir / "viewer_dcm_upload.png"), full_page=True)
