@@ -98,7 +98,9 @@ def shown_name(loaded: "Loaded", reveal: bool, for_file: bool = False) -> str:
     name = loaded.name or loaded.case_id or "scan"
     if reveal or not holds_phi(name, tokens):
         return name
-    return f"{case} (name hidden: it holds patient data)"
+    from medssl.io import uid_hash
+
+    return f"case {uid_hash(name)} (name hidden: it holds patient data)"  # salted hash: tells cases apart
 
 
 def canonical(scan: Scan) -> Scan:

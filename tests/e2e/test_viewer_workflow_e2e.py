@@ -20,6 +20,7 @@ from PIL import Image
 
 from apps.viewer.interaction import distance_mm, voxel_at
 from medssl.cli import main
+from medssl.io import uid_hash
 from tests.e2e.conftest import screenshot_on_failure, start_viewer
 from tests.e2e.viewer_page import WAIT_MS, assert_page_has_no_phi, caption_of, overlay_pixels, pick, scroll_top, settle
 from tests.unit.test_inference_fixtures import threshold_artifact
@@ -62,8 +63,8 @@ def page(browser, workflow, request, artifacts_dir):
 def _open_case(page, case_id: str) -> dict:
     page.get_by_text("Results worklist", exact=True).click()
     pick(page, "Case", f"{case_id} [ok]")
-    # the synthetic DICOM phantoms' PatientName is their id, so their case id is masked
-    page.get_by_role("heading", name=re.compile(f"^({case_id}|scan \\(name hidden)")).wait_for()
+    # the synthetic DICOM phantoms' PatientName is their id, so their case id is shown hashed
+    page.get_by_role("heading", name=re.compile(f"^({case_id}|case {uid_hash(case_id)} \\(name hidden)")).wait_for()
     page.get_by_text("Result from the batch run").wait_for()
     return settle(page)
 

@@ -119,6 +119,7 @@ def test_the_open_scans_name_is_masked_when_it_holds_patient_data(tmp_path, head
     loaded.name = "exports/SENTINEL_DONOTLEAK_patient/ (DICOM)"
     shown = shown_name(loaded, reveal=False)
     assert_no_phi(shown, "the scan's name above the views")
+    assert shown.startswith("case ") and "name hidden" in shown
     assert shown_name(loaded, reveal=True) == loaded.name
     loaded.name = "dicom/head_ct_series/ (DICOM)"
     assert shown_name(loaded, reveal=False) == loaded.name
