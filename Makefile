@@ -28,7 +28,7 @@ setup: $(VENV)/.installed
 setup-test: setup
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-dejavu-core; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
 
 demo: setup
 	$(BIN)/medssl demo --out $(DEMO_OUT)

@@ -12,6 +12,13 @@ Figures (server time, no browser):
   cpu_s / cpu_ms      CPU time of the same work (this process, all threads): what the figure
                       would be on an idle machine, since the viewer's work is single-threaded
   rss_growth_mb       resident memory after N slider moves minus after the first 20; target ~0
+
+Figures measured in Chromium through the page (``medssl viewer`` + Playwright, Debian's
+/usr/bin/chromium; benchmarks/viewer_browser.py), skipped with --no-browser:
+  browser_first_image_s     scan picked in the sidebar -> all three views decoded in the page
+  browser_slice_key_ms      ArrowDown in the axial view -> its new image drawn (median)
+  browser_slice_wheel_ms    one wheel step over the axial view -> new image drawn (median)
+  browser_zip_first_image_s zip of the DICOM series chosen in the uploader -> three views drawn
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 300])
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--browser-changes", type=int, default=40, help="slice changes timed in Chromium")
+    parser.add_argument("--series", type=Path, default=REPO.parent / "shared" / "data" / "real" / "dicom" / "head_ct_series",
+                        help="DICOM series zipped and uploaded through the page")
+    parser.add_argument("--no-browser", action="store_true", help="server-side figures only")
     args = parser.parse_args()
     shape = tuple(args.shape)
 
@@ -111,11 +122,12 @@ def main() -> None:
         at.run()
         at.radio(key="source").set_value("Upload")
         at.run()
-        at.file_uploader(key="upload").set_value(("ct.nii.gz", data, "application/gzip"))
+        at.file_uploader(key="upload_0").set_value([("ct.nii.gz", data, "application/gzip")])
         start = time.perf_counter()
         at.run()
         first = time.perf_counter() - start
-        assert not at.exception and len(at.image) == 3, "the page did not show three views"
+        views = [c for c in at.caption if c.value.split(" ")[0] in ("Axial", "Coronal", "Sagittal")]
+        assert not at.exception and len(views) == 3, "the page did not show three views"
         emit("first_image_apptest_s", first, "s", shape=list(shape), via="AppTest upload")
         del data
 
@@ -123,7 +135,7 @@ def main() -> None:
         n_slices = shape[2]
         changes, change_cpus, rss_after_warmup = [], [], None
         for n in range(args.changes):
-            at.slider(key=slider).set_value((n * 7) % n_slices)
+            at.slider(key=slider).set_value((n * 7) % n_slices + 1)  # 1-based slice numbers
             t, cpu = time.perf_counter(), time.process_time()
             at.run()
             changes.append(time.perf_counter() - t)
@@ -138,6 +150,12 @@ def main() -> None:
              cpu_ms=round(1000 * statistics.median(change_cpus), 1), changes=len(changes), via="AppTest rerun")
         emit("rss_growth_mb", rss_end - (rss_after_warmup or rss_end), "MB",
              changes=args.changes, rss_end_mb=round(rss_end, 1))
+        del at
+        gc.collect()
+        if not args.no_browser:
+            from benchmarks.viewer_browser import browser_figures
+
+            browser_figures(Path(tmp), args.browser_changes, args.series, emit)
 
 
 if __name__ == "__main__":

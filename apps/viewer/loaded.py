@@ -23,6 +23,7 @@ from medssl.io.scan import Scan
 DEFAULT_MAX_UPLOAD_MB = 512
 UNPACK_FACTOR = 8  # a zipped upload may unpack to this many times the upload cap
 UPLOAD_SUFFIXES = (".nii.gz", ".nii", ".zip")
+IDENTITY_FIELDS = ("PatientName", "PatientID", "OtherPatientNames", "OtherPatientIDs", "PatientBirthName", "AccessionNumber")
 
 
 def max_upload_bytes() -> int:
@@ -59,10 +60,47 @@ class Loaded:
     case_id: str = ""
     upload: tuple[str, bytes] | None = field(default=None, repr=False)  # (suffix, bytes) of an upload
     series_uid: str | None = None  # the series read, when a DICOM input holds several
+    name: str = ""  # what the user opened: data-folder entry, case id or upload file name
 
     @property
     def is_dicom(self) -> bool:
         return bool(self.scan.series) or str(self.scan.meta.get("format", "")).startswith("dicom")
+
+
+def phi_tokens(phi: dict[str, Any]) -> set[str]:
+    """Lower-case words (3+ characters) of the patient fields, e.g. {"sentinel", "phi",
+    "donotleak", "sentinel-0001"}: a name or path holding one of them is patient data."""
+    import re
+
+    words: set[str] = set()
+    for key, value in phi.items():
+        if key not in IDENTITY_FIELDS:
+            continue
+        text = str(value or "").lower()
+        # words with a letter from 3 characters, numbers (IDs) from 5: "000" is no one's name
+        words |= {w for w in re.split(r"[\s^_/\\.,;:]+", text)
+                  if (len(w) >= 3 and re.search(r"[a-z]", w)) or (len(w) >= 5 and w.isdigit())}
+    return words
+
+
+def holds_phi(text: str, tokens: set[str]) -> bool:
+    lower = text.lower()
+    return any(t in lower for t in tokens)
+
+
+def shown_name(loaded: "Loaded", reveal: bool, for_file: bool = False) -> str:
+    """The open scan's name for the page (or, ``for_file``, for a download's file name): its
+    own name, unless that holds a patient name or ID and reveal is off."""
+    tokens = phi_tokens(loaded.phi)
+    case = loaded.case_id if loaded.case_id and not holds_phi(loaded.case_id, tokens) else "scan"
+    if for_file:
+        return case
+    name = loaded.name or loaded.case_id or "scan"
+    if reveal or not holds_phi(name, tokens):
+        return name
+    from medssl.io import uid_hash
+
+    return f"case {uid_hash(name)} (name hidden: it holds patient data)"  # salted hash: tells cases apart
 
 
 def canonical(scan: Scan) -> Scan:
@@ -120,35 +158,99 @@ def open_path(path: Path, origin: str, limits: Any = None, series_uid: str | Non
     return loaded
 
 
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
 def upload_suffix(name: str) -> str:
     lower = name.lower()
-    for suffix in UPLOAD_SUFFIXES:
+    for suffix in (*UPLOAD_SUFFIXES, *DICOM_SUFFIXES):
         if lower.endswith(suffix):
             return suffix
     raise UnsupportedInputError(
-        f"upload: expected a NIfTI file (.nii, .nii.gz) or a zipped DICOM series (.zip), got {Path(name).suffix or 'no extension'}",
-        source="upload",
+        f"{safe_name(name)}: expected a NIfTI file (.nii, .nii.gz), DICOM files (.dcm) or a zipped DICOM "
+        f"series (.zip), got {Path(name).suffix or 'no extension'}",
+        source=safe_name(name),
     )
 
 
-def open_upload(name: str, data: bytes) -> Loaded:
-    """Read uploaded bytes. The file name only picks the reader; it is never used on disk."""
-    suffix = upload_suffix(name)
+def safe_name(name: str) -> str:
+    """The base name of an upload with anything but letters, digits, ``.``, ``_``, ``-``
+    replaced: shown in messages and used inside a private temp folder, never as a path."""
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(str(name).replace("\\", "/")).name).lstrip(".")
+    return base[-120:] or "upload"
+
+
+def _check_size(total: int, what: str) -> None:
     cap = max_upload_bytes()
-    if len(data) > cap:
+    if total > cap:
         raise LimitExceededError(
-            f"upload: {len(data) / 2**20:.1f} MB is over the viewer's {cap / 2**20:.0f} MB cap "
+            f"{what}: {total / 2**20:.1f} MB is over the viewer's {cap / 2**20:.0f} MB cap "
             "(MEDSSL_VIEWER_MAX_UPLOAD_MB)",
-            source="upload",
+            source=what,
         )
+
+
+def _as_upload(loaded: Loaded, shown: str) -> None:
+    """An upload's ids are "upload" (its file name, perhaps a patient's, stays on the page)."""
+    loaded.case_id, loaded.name = "upload", shown
+    for scan in (loaded.scan, loaded.view):
+        scan.case_id, scan.source = "upload", "upload"
+
+
+def open_upload(name: str, data: bytes) -> Loaded:
+    """Read one uploaded file. Its name picks the reader and labels messages; on disk it is
+    a cleaned base name inside a private temporary folder."""
+    suffix = upload_suffix(name)
+    if suffix in DICOM_SUFFIXES:
+        return open_uploads([(name, data)])
+    shown = safe_name(name)
+    _check_size(len(data), shown)
     with tempfile.TemporaryDirectory(prefix="medssl-viewer-", dir=app_temp_root()) as tmp:
-        path = Path(tmp) / f"upload{suffix}"
+        path = Path(tmp) / (shown if shown.lower().endswith(suffix) else f"upload{suffix}")
         path.write_bytes(data)
         loaded = open_path(path, origin="upload", limits=upload_limits())
     loaded.path = None  # the temporary copy is gone
-    loaded.case_id = "upload"
+    _as_upload(loaded, shown)
     if suffix == ".zip":
         loaded.upload = (suffix, data)  # kept (already in memory) so a DICOM SEG can reference it
+    return loaded
+
+
+def open_uploads(files: list[tuple[str, bytes]]) -> Loaded:
+    """One NIfTI or zip, or any number of DICOM files of one series (written as IM00001.dcm
+    ... in a private folder, read as a folder; kept zipped in memory for the DICOM SEG)."""
+    if not files:
+        raise UnsupportedInputError("no file uploaded", source="upload")
+    suffixes = [upload_suffix(name) for name, _ in files]
+    if len(files) == 1 and suffixes[0] not in DICOM_SUFFIXES:
+        return open_upload(*files[0])
+    if any(s not in DICOM_SUFFIXES for s in suffixes):
+        raise UnsupportedInputError(
+            f"{len(files)} files: upload several files only as the DICOM files (.dcm) of one series, "
+            "or one NIfTI / zip on its own",
+            source="upload",
+        )
+    shown = safe_name(files[0][0]) if len(files) == 1 else f"{len(files)} DICOM files"
+    _check_size(sum(len(d) for _, d in files), shown)
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for n, (_, data) in enumerate(files, start=1):
+            zf.writestr(f"IM{n:05d}.dcm", data)
+    with tempfile.TemporaryDirectory(prefix="medssl-viewer-", dir=app_temp_root()) as tmp:
+        folder = Path(tmp) / "series"
+        folder.mkdir()
+        names = [shown] if len(files) == 1 else [f"IM{n:05d}.dcm" for n in range(1, len(files) + 1)]
+        for name, (_, data) in zip(names, files):
+            (folder / name).write_bytes(data)
+        loaded = open_path(folder, origin="upload", limits=upload_limits())
+    loaded.path = None
+    _as_upload(loaded, shown)
+    loaded.upload = (".zip", buf.getvalue())
     return loaded
 
 
@@ -156,3 +258,18 @@ def world_position(view: Scan, ijk: tuple[int, int, int]) -> tuple[float, float,
     """RAS millimetres of voxel ``ijk`` of the displayed (canonical) volume."""
     x, y, z, _ = view.affine @ np.array([*ijk, 1.0])
     return float(x), float(y), float(z)
+
+
+def upload_label_overlay(loaded: Loaded, name: str, data: bytes) -> Overlay:
+    """An uploaded label map shown over the open scan (same grid required), read from a
+    private temporary copy like every upload."""
+    from .results import label_overlay
+
+    suffix = upload_suffix(name)
+    if suffix not in (".nii", ".nii.gz"):
+        raise UnsupportedInputError(f"{safe_name(name)}: a label map must be NIfTI (.nii, .nii.gz)", source=safe_name(name))
+    _check_size(len(data), safe_name(name))
+    with tempfile.TemporaryDirectory(prefix="medssl-viewer-", dir=app_temp_root()) as tmp:
+        path = Path(tmp) / f"label{suffix}"
+        path.write_bytes(data)
+        return label_overlay(loaded, path)

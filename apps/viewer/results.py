@@ -82,6 +82,32 @@ def batch_overlay(loaded: Loaded, case: Case) -> Overlay | None:
                    label_confidence=confidence or None, class_probs=class_probs)  # fmt: skip
 
 
+def label_overlay(loaded: Loaded, path: Path) -> Overlay:
+    """A label map file (CASE_label.nii.gz) shown over its scan; refused when its grid differs.
+    Names come from a ``CASE_label.json`` or ``labels.json`` beside it (or one folder up)."""
+    from medssl.io import read_scan
+
+    label = read_scan(path)
+    if not _same_grid(label.shape, label.affine, loaded.scan.shape, loaded.scan.affine):
+        raise GeometryError(
+            f"{path.name}: label grid {label.shape} does not match the scan grid {loaded.scan.shape}",
+            source=path.name,
+        )
+    native = np.rint(np.asarray(label.array)).clip(0, 255).astype(np.uint8)
+    names: dict[int, str] = {}
+    sides = (path.with_name(path.name.split(".")[0] + ".json"), path.with_name("labels.json"),
+             path.parent.parent / "labels.json")  # `medssl data synth` keeps it above nifti/
+    for side in sides:
+        if side.is_file():
+            try:  # {"1": "liver"} (medssl data synth) or a CASE.json with "labels"
+                doc = json.loads(side.read_text())
+            except (OSError, ValueError):
+                continue
+            names = _names(doc) or read_record(side)[0]
+            break
+    return Overlay(label=to_view_grid(loaded.scan, native), native=native, names=names, origin="label")
+
+
 def read_record(path: Path | None) -> tuple[dict[int, str], dict[int, float], dict[str, float] | None]:
     """Label names, mean confidence per label and class probabilities from a batch CASE.json:
     ``labels`` is either {"1": "liver"} or label_stats' {"liver": {"index": 1, ...}}."""

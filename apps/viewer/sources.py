@@ -4,6 +4,7 @@ results folder (``results.csv`` as a worklist) and a models folder."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,33 @@ class Entry:
     label: str  # relative path shown in the picker
     path: Path
     kind: str  # "nifti", "dicom" or "zip"
+    label_path: Path | None = None  # CASE_label.nii.gz beside CASE.nii.gz: opened as its overlay
 
 
 def _is_nifti(name: str) -> bool:
     return name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _split_nifti(name: str) -> tuple[str, str]:
+    """"a_label.nii.gz" -> ("a_label", ".nii.gz")."""
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    return name, ""
+
+
+def label_twins(names: list[str]) -> dict[str, str]:
+    """{label file: its scan} for NIfTI names like CASE_label.nii.gz beside CASE.nii.gz
+    (suffixes _label, _labels, _seg, _mask, as ``medssl data index`` reads them)."""
+    from medssl.data.manifest import LABEL_SUFFIXES
+
+    by_stem = {_split_nifti(n)[0]: n for n in names if _is_nifti(n)}
+    twins = {}
+    for stem, name in by_stem.items():
+        for suffix in LABEL_SUFFIXES:
+            if stem.endswith(suffix) and stem[: -len(suffix)] in by_stem:
+                twins[name] = by_stem[stem[: -len(suffix)]]
+    return twins
 
 
 def _looks_dicom(path: Path) -> bool:
@@ -39,6 +63,29 @@ def _dicom_folder(folder: Path, files: list[str]) -> bool:
     return any(_looks_dicom(folder / name) for name in sorted(files)[:5])
 
 
+def inside(root: Path, path: Path) -> bool:
+    """True when ``path``, with every symlink resolved, lies in ``root`` (resolved too)."""
+    try:
+        Path(path).resolve(strict=True).relative_to(Path(root).resolve(strict=True))
+    except (OSError, RuntimeError, ValueError):  # missing, a link loop, or outside
+        return False
+    return True
+
+
+def escapes(root: Path, path: Path, max_files: int = 20_000) -> bool:
+    """True when ``path`` or (for a folder) any file or folder under it leads out of ``root``
+    through a symlink: the data folder is the whole of what the viewer may read."""
+    if not inside(root, path):
+        return True
+    if not Path(path).is_dir():
+        return False
+    for n, (dirpath, dirnames, filenames) in enumerate(os.walk(path, followlinks=False)):
+        names = dirnames + filenames
+        if n > max_files or any(not inside(root, Path(dirpath) / name) for name in names):
+            return True
+    return False
+
+
 def list_data_dir(root: Path) -> list[Entry]:
     """NIfTI files, zips and folders holding DICOM files under ``root`` (depth and count
     bounded so a huge share cannot hang the page), sorted by relative path."""
@@ -51,12 +98,19 @@ def list_data_dir(root: Path) -> list[Entry]:
         depth = len(folder.relative_to(root).parts)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if depth < MAX_DEPTH else []
         rel = folder.relative_to(root).as_posix()
+        filenames = [f for f in filenames if inside(root, folder / f)]  # no symlink escapes
         if filenames and _dicom_folder(folder, filenames):
             entries.append(Entry(label=f"{rel}/ (DICOM)", path=folder, kind="dicom"))
+        twins = label_twins(filenames)
+        labels = {scan: label for label, scan in twins.items()}
         for name in sorted(filenames):
+            if name in twins:  # a label map is shown over its scan, not offered as a scan
+                continue
             if _is_nifti(name) or name.lower().endswith(".zip"):
                 kind = "zip" if name.lower().endswith(".zip") else "nifti"
-                entries.append(Entry(label=(folder / name).relative_to(root).as_posix(), path=folder / name, kind=kind))
+                label = folder / labels[name] if name in labels else None
+                entries.append(Entry(label=(folder / name).relative_to(root).as_posix(), path=folder / name, kind=kind,
+                                     label_path=label))  # fmt: skip
         if len(entries) >= MAX_ENTRIES:
             break
     return sorted(entries[:MAX_ENTRIES], key=lambda e: e.label)
@@ -94,16 +148,36 @@ def split_source(value: str) -> tuple[str, str | None]:
     return path, series or None
 
 
-def _resolve_source(value: str, results_dir: Path, data_dir: Path | None) -> Path | None:
-    """The batch command writes sources relative to its input's parent folder; try the data
-    folder, its parent, and the results folder's parent."""
+def input_roots(results_dir: Path) -> list[Path]:
+    """Folders the run's sources are relative to, from run.json (or each part's record of a
+    sharded run): ``inputs_root_rel`` against the results folder first (results and inputs
+    moved together), then the absolute ``inputs_root`` (the results folder moved alone)."""
+    rel: list[Path] = []
+    absolute: list[Path] = []
+    for record in sorted(results_dir.glob("run*.json")):
+        try:
+            doc = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        rel += [results_dir / str(r) for r in doc.get("inputs_root_rel") or [] if isinstance(r, str)]
+        absolute += [Path(r) for r in doc.get("inputs_root") or [] if isinstance(r, str) and Path(r).is_absolute()]
+    return list(dict.fromkeys(rel + absolute))
+
+
+def _resolve_source(value: str, results_dir: Path, data_dir: Path | None, roots: list[Path]) -> Path | None:
+    """``source`` is relative to the inputs' common parent: try the roots run.json records,
+    then (results written before it recorded them) the data folder, its parent, and the
+    results folder's parent."""
     if not value:
         return None
     if Path(value).is_absolute():
         return Path(value) if Path(value).exists() else None
-    bases = [data_dir, data_dir.parent if data_dir else None, results_dir.parent, results_dir]
+    bases = [*roots, data_dir, data_dir.parent if data_dir else None, results_dir.parent, results_dir]
     candidates = [Path(base) / value for base in bases if base is not None]
-    return next((c for c in candidates if c.exists()), None)
+    found = next((c for c in candidates if c.exists()), None)
+    return Path(os.path.normpath(found)) if found is not None else None
 
 
 def read_worklist(results_dir: Path, data_dir: Path | None = None) -> list[Case]:
@@ -115,6 +189,7 @@ def read_worklist(results_dir: Path, data_dir: Path | None = None) -> list[Case]
     with table.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     cases = []
+    roots = input_roots(results_dir)
     for row in rows:
         case_id = row.get("case_id", "")
         source, series = split_source(row.get("source", ""))
@@ -127,7 +202,7 @@ def read_worklist(results_dir: Path, data_dir: Path | None = None) -> list[Case]
                 row=row,
                 mask=mask if case_id and mask.is_file() else None,
                 record=record if case_id and record.is_file() else None,
-                source=_resolve_source(source, results_dir, data_dir),
+                source=_resolve_source(source, results_dir, data_dir, roots),
                 series=series,
             )
         )

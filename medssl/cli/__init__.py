@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "medssl.cli.predict_cmds",
     "medssl.cli.viewer_cmds",
     "medssl.cli.demo_cmds",
+    "medssl.cli.configs_cmds",
 )
 
 log = logging.getLogger("medssl")
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    from medssl.cli.help_examples import add_examples
+
+    add_examples(parser)
     return parser
 
 

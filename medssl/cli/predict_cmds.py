@@ -24,9 +24,9 @@ def register(sub) -> None:
         description="Runs a model artifact over NIfTI files, DICOM folders (one case per image "
         "series), zips and manifests from `medssl data index`.", epilog=EPILOG)
     p.add_argument("--model", required=True, type=Path, help="model.pt or a fine-tune run folder holding one")
-    p.add_argument("--input", required=True, nargs="+", type=Path, metavar="PATH",
+    p.add_argument("-i", "--input", required=True, nargs="+", type=Path, metavar="PATH",
                    help="NIfTI files, folders, zips or a manifest.jsonl (any mix)")
-    p.add_argument("--output", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (cuda if available)")
     p.add_argument("--workers", type=int, default=2, help="threads reading and preprocessing ahead (default 2; 0 = none)")
     p.add_argument("--continue", dest="resume", action="store_true",

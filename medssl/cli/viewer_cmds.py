@@ -20,22 +20,23 @@ APP_ENV = "MEDSSL_VIEWER_APP"
 
 
 def find_app() -> Path:
-    """The viewer script: $MEDSSL_VIEWER_APP, else ``apps/viewer/app.py`` beside the package
-    (a source checkout or an editable install), else an installed ``apps.viewer`` package."""
+    """The viewer script: $MEDSSL_VIEWER_APP, else ``apps/viewer/server.py`` beside the package
+    (a source checkout or an editable install), else an installed ``apps.viewer`` package.
+    ``server.py`` wraps ``app.py`` with the security headers."""
     override = os.environ.get(APP_ENV)
     candidates = [Path(override)] if override else []
     import medssl
 
-    candidates.append(Path(medssl.__file__).resolve().parents[1] / "apps" / "viewer" / "app.py")
+    candidates.append(Path(medssl.__file__).resolve().parents[1] / "apps" / "viewer" / "server.py")
     spec = importlib.util.find_spec("apps.viewer") if importlib.util.find_spec("apps") else None
     if spec is not None and spec.origin:  # `apps` installed beside medssl (a wheel that ships it)
-        candidates.append(Path(spec.origin).parent / "app.py")
+        candidates.append(Path(spec.origin).parent / "server.py")
     for path in candidates:
         if path.is_file():
             return path
     raise ConfigError(
         f"viewer app not found (looked at {', '.join(str(c) for c in candidates)}); install medssl "
-        f"editable from its repository (pip install -e .) or set {APP_ENV} to apps/viewer/app.py"
+        f"editable from its repository (pip install -e .) or set {APP_ENV} to apps/viewer/server.py"
     )
 
 
@@ -90,7 +91,36 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def has_login(secrets: str | None) -> bool:
+    """True when ``--secrets`` names a TOML file with an ``[auth]`` section (Streamlit OIDC)."""
+    if not secrets:
+        return False
+    import tomllib
+
+    try:
+        doc = tomllib.loads(Path(secrets).expanduser().read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--secrets {secrets}: not a readable TOML file ({err.__class__.__name__})") from err
+    return isinstance(doc.get("auth"), dict) and bool(doc["auth"])
+
+
+def check_exposure(args: argparse.Namespace) -> None:
+    """Beyond localhost the viewer shows patient scans to a network: refuse without a login
+    (``--secrets`` with [auth]) unless ``--insecure-no-auth`` says authentication is in front."""
+    if args.host in LOOPBACK or has_login(args.secrets) or args.insecure_no_auth:
+        return
+    raise ConfigError(
+        f"--host {args.host}: the viewer would serve patient scans beyond this machine without "
+        "authentication; give --secrets with an [auth] section (OIDC login), or put an authenticating "
+        "reverse proxy in front and pass --insecure-no-auth (see the README)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    check_exposure(args)
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port}: expected 1-65535")
     if args.max_upload_mb < 1:
@@ -99,12 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_command:
         print(" ".join(f"{k}={v}" for k, v in env.items()), " ".join(cmd))
         return 0
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(
-            f"medssl viewer: listening on {args.host}; put authentication in front of it "
-            "(Streamlit OIDC login or a reverse proxy), see the README",
-            file=sys.stderr,
-        )
+    if args.host not in LOOPBACK and args.insecure_no_auth and not has_login(args.secrets):
+        print(f"medssl viewer: listening on {args.host} with no login of its own (--insecure-no-auth)", file=sys.stderr)
     tmp = tempfile.mkdtemp(prefix="medssl-viewer-")
     env["MEDSSL_VIEWER_TMP"] = tmp
     print(f"medssl viewer: http://{args.host}:{args.port}", file=sys.stderr)
@@ -140,5 +166,9 @@ def register(sub) -> None:
         help=f"largest upload accepted, MB (default {DEFAULT_MAX_UPLOAD_MB})",
     )
     p.add_argument("--secrets", help="secrets.toml with an [auth] section: require OIDC login (st.login)")
+    p.add_argument(
+        "--insecure-no-auth", action="store_true",
+        help="allow --host beyond localhost without --secrets login, e.g. behind an authenticating reverse proxy",
+    )
     p.add_argument("--print-command", action="store_true", help="print the streamlit command and exit")
     p.set_defaults(func=run)

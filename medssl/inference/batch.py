@@ -37,6 +37,7 @@ from medssl.inference.outputs import write_json
 from medssl.inference.predictor import Predictor, Prepared
 from medssl.inference.records import (
     CaseRecord,
+    inputs_roots,
     is_done,
     load_record,
     result_columns,
@@ -169,7 +170,8 @@ def _run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions)
     summary = BatchSummary(counts, _exit_code(counts), round(time.perf_counter() - start, 3))
     run_file = out / ("run.json" if opts.of == 1 else f"run_part{opts.part}of{opts.of}.json")
     if counts["kept"] < len(mine) or not run_file.is_file():
-        write_json(run_file, _run_record(predictor, opts, summary, timings, len(mine)))
+        run_record = _run_record(predictor, opts, summary, timings, len(mine))
+        write_json(run_file, {**run_record, **inputs_roots(cases, out)})  # the viewer finds inputs
     return summary
 
 

@@ -73,3 +73,30 @@ def write_results(out: Path, keys: list[str], columns: list[str]) -> bool:
     """Rebuild ``results.csv`` from the records of ``keys``; True if the file changed."""
     rows = [r.row for r in (load_record(out, k) for k in keys) if r is not None]
     return write_if_changed(out / "results.csv", csv_bytes(rows, columns))
+
+
+# --- Where the inputs live, so the viewer opens a case wherever it reads the results from ---
+
+
+def inputs_roots(cases: list[Any], out: Path) -> dict[str, list[str]]:
+    """run.json fields naming the folder(s) each case's ``source`` is relative to (the inputs'
+    common parent): ``inputs_root_rel`` relative to the results folder ``out`` (both moved
+    together), ``inputs_root`` absolute (the results folder moved alone). Kept out of
+    results.csv on purpose: one record per run, no path in every row."""
+    import os
+
+    roots: list[Path] = []
+    for case in cases:
+        rel = Path(str(case.source).partition("#series=")[0])
+        path = Path(os.path.abspath(case.path))
+        if rel.parts and path.parts[-len(rel.parts):] == rel.parts:
+            root = path.parents[len(rel.parts) - 1]
+            if root not in roots:
+                roots.append(root)
+    relative = []
+    for root in roots:
+        try:
+            relative.append(Path(os.path.relpath(root, os.path.abspath(out))).as_posix())
+        except ValueError:  # another drive (Windows): no relative path
+            continue
+    return {"inputs_root": [str(r) for r in roots], "inputs_root_rel": relative}

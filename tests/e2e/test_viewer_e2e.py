@@ -9,12 +9,12 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import SENTINEL_TEXTS, assert_no_phi
+from tests.conftest import SENTINEL_TEXTS
 from tests.e2e.conftest import listen_addresses, start_viewer
 from tests.e2e.viewer_data import write_phantom, write_results, write_tiny_model
+from tests.e2e.viewer_page import WAIT_MS, assert_page_has_no_phi, caption_of, overlay_pixels, pick, scroll_top, settle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realdata]
-WAIT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -29,37 +29,8 @@ def server(real_data, tmp_path_factory):
     gen.close()
 
 
-def _pick(page, label: str, option: str) -> None:
-    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text=label)
-    box.click()
-    page.get_by_role("option", name=option).click()
-
-
-def assert_page_has_no_phi(page, where: str) -> None:
-    """Visible text gets the shared check; the raw HTML the full sentinel strings only
-    (Streamlit's own markup holds focus-trap 'sentinel' elements)."""
-    assert_no_phi(page.inner_text("body"), where)
-    html = page.content()
-    for s in ("SENTINEL^PHI^DONOTLEAK", "DONOTLEAK", "PHI-SENTINEL-0001"):
-        assert s not in html, f"patient sentinel {s!r} in the HTML of {where}"
-
-
 def _text(page) -> str:
     return page.inner_text("body") + "\n" + page.content()
-
-
-def _scroll_top(page) -> None:
-    page.evaluate("document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
-
-
-def settle(page) -> None:
-    """Wait until the script run is over and the three views are decoded in the page."""
-    page.wait_for_timeout(200)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
-    page.wait_for_function(
-        "Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
-        ".filter(i => i.complete && i.naturalWidth > 0).length >= 3"
-    )
 
 
 def test_server_answers_on_localhost_only(server):
@@ -70,15 +41,29 @@ def test_server_answers_on_localhost_only(server):
     assert addresses and set(addresses) == {"127.0.0.1"}, addresses
 
 
+def test_every_response_carries_the_security_headers(server):
+    from apps.viewer.security import SECURITY_HEADERS
+
+    url, _ = server
+    for path in ("/", "/_stcore/health", "/_stcore/host-config"):
+        with urllib.request.urlopen(f"{url}{path}", timeout=10) as resp:
+            assert resp.status == 200, path
+            for name, value in SECURITY_HEADERS.items():
+                assert resp.headers.get(name) == value, (path, name, resp.headers.get(name))
+
+
 def test_head_ct_model_and_phantom_overlay_in_chromium(server, browser, artifacts_dir):
     url, _ = server
     page = browser.new_page(viewport={"width": 1500, "height": 1300})
     page.set_default_timeout(WAIT_MS)
+    frames_served = []
+    page.on("response", lambda r: frames_served.append(r) if "slice_view/index.html" in r.url else None)
     page.goto(url)
     page.get_by_text("Open a scan", exact=True).wait_for()
 
-    _pick(page, "Scan", "dicom/head_ct_series/ (DICOM)")
+    pick(page, "Scan", "dicom/head_ct_series/ (DICOM)")
     page.get_by_text("Axial 55/108").wait_for()
+    page.get_by_text("dicom/head_ct_series/ (DICOM)", exact=False).first.wait_for()  # its name above the views
     assert_page_has_no_phi(page, "viewer page after opening the DICOM series")
 
     thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Axial slice").get_by_role("slider")
@@ -87,11 +72,12 @@ def test_head_ct_model_and_phantom_overlay_in_chromium(server, browser, artifact
         thumb.press("ArrowRight")
     page.get_by_text("Axial 60/108").wait_for()
 
-    page.get_by_text("Crosshair voxel").click()  # focus off the slider, then the number key
+    assert frames_served and all(r.headers.get("x-frame-options") == "SAMEORIGIN" for r in frames_served)
+    page.get_by_text("Crosshair:").click()  # focus off the slider, then the number key
     page.keyboard.press("5")
     page.get_by_text("window 80/40").wait_for()
     settle(page)
-    _scroll_top(page)
+    scroll_top(page)
     page.screenshot(path=str(artifacts_dir / "viewer_head_ct_three_planes.png"), full_page=True)
 
     page.get_by_text("Series information and DICOM tags").click()
@@ -110,17 +96,13 @@ def test_head_ct_model_and_phantom_overlay_in_chromium(server, browser, artifact
     assert "could not run" not in page.inner_text("body")
 
     page.get_by_text("Results worklist", exact=True).click()
-    _pick(page, "Case", "phantom_000 [ok]")
+    pick(page, "Case", "phantom_000 [ok]")
     page.get_by_text("Result from the batch run").wait_for()
-    page.get_by_text("Axial 11/20").wait_for()
-    settle(page)
-    sagittal = page.locator('[data-testid="stSlider"]').filter(has_text="Sagittal slice").get_by_role("slider")
-    sagittal.focus()
-    for _ in range(10):  # through the liver, which lies on the patient's right (+i)
-        sagittal.press("ArrowRight")
-    page.get_by_text("Sagittal 35/48").wait_for()
-    settle(page)
-    _scroll_top(page)
+    page.get_by_text("Sagittal 35/48").wait_for()  # opened through the liver, on the patient's right (+i)
+    frames = settle(page)
+    assert caption_of(frames["sagittal"]) == "Sagittal 35/48"
+    assert all(overlay_pixels(f) > 50 for f in frames.values())
+    scroll_top(page)
     page.screenshot(path=str(artifacts_dir / "viewer_phantom_overlay.png"), full_page=True)
     assert "liver" in page.inner_text("body")
     page.close()

@@ -3,6 +3,7 @@ model on demand, refusals of hostile uploads, patient data hidden until revealed
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -74,22 +75,37 @@ def open_phantom(at: AppTest) -> AppTest:
     return at
 
 
+VIEW_CAPTION = re.compile(r"^(Axial|Coronal|Sagittal) \d+/\d+$")
+
+
 def captions(at: AppTest) -> list[str]:
-    return [c for im in at.image for c in im.captions]
+    """The three views' captions (each view is the slice_view component with a caption)."""
+    return [c.value for c in at.caption if VIEW_CAPTION.match(c.value)]
+
+
+def upload(at: AppTest, *files: tuple[str, bytes, str]) -> AppTest:
+    at.radio(key="source").set_value("Upload").run()
+    at.file_uploader(key=f"upload_{at.session_state['upload_generation']}").set_value(list(files)).run()
+    return at
 
 
 def test_pick_from_data_folder_shows_three_planes(app):
     at = open_phantom(app())
-    assert captions(at) == ["Axial 11/20", "Coronal 21/40", "Sagittal 25/48"]
-    assert any("Crosshair voxel (24, 20, 10)" in m.value for m in at.markdown)
+    # its label file beside it is the overlay, and the views open through the labelled liver
+    # (on the patient's right, +i), not at the volume's centre (sagittal 25)
+    assert captions(at) == ["Axial 11/20", "Coronal 21/40", "Sagittal 35/48"]
+    assert any("Crosshair: sagittal 35, coronal 21, axial 11" in m.value for m in at.markdown)
+    assert at.session_state["loaded"].overlay.origin == "label"
+    assert at.slider(key="slice_axial").value == 11 and at.slider(key="slice_axial").min == 1  # 1-based
+    assert any(m.value.startswith("#### nifti/phantom_000.nii.gz") for m in at.markdown)  # name above the views
 
 
 def test_sliders_move_the_crosshair_in_every_view(app):
     at = open_phantom(app())
-    at.slider(key="slice_axial").set_value(3).run()
-    at.slider(key="slice_sagittal").set_value(40).run()
+    at.slider(key="slice_axial").set_value(4).run()
+    at.slider(key="slice_sagittal").set_value(41).run()
     assert captions(at) == ["Axial 4/20", "Coronal 21/40", "Sagittal 41/48"]
-    assert any("Crosshair voxel (40, 20, 3)" in m.value for m in at.markdown)
+    assert any("Crosshair: sagittal 41, coronal 21, axial 4" in m.value for m in at.markdown)
 
 
 def test_presets_and_manual_window(app):
@@ -105,8 +121,7 @@ def test_presets_and_manual_window(app):
 def test_upload_nifti_is_read_and_nothing_stays_on_disk(app, folders):
     start = app
     at = start()
-    at.radio(key="source").set_value("Upload").run()
-    at.file_uploader(key="upload").set_value(("scan.nii.gz", folders.image.read_bytes(), "application/gzip")).run()
+    upload(at, ("scan.nii.gz", folders.image.read_bytes(), "application/gzip"))
     assert not at.exception and not at.sidebar.error
     assert len(captions(at)) == 3
     assert list(start.tmp.iterdir()) == []
@@ -116,11 +131,11 @@ def test_upload_nifti_is_read_and_nothing_stays_on_disk(app, folders):
 def test_zip_with_unsafe_member_paths_is_refused(app, member, tmp_path):
     start = app
     at = start()
-    at.radio(key="source").set_value("Upload").run()
-    at.file_uploader(key="upload").set_value(("series.zip", zip_bytes({member: b"DICM" * 64}), "application/zip")).run()
+    upload(at, ("series.zip", zip_bytes({member: b"DICM" * 64}), "application/zip"))
     assert not at.exception
     assert at.sidebar.error and "Cannot open this scan" in at.sidebar.error[0].value
-    assert not at.image
+    assert not captions(at)
+    assert at.session_state["upload_generation"] == 1  # the refused file is cleared from the widget
     assert list(start.tmp.iterdir()) == []
     assert not Path("/tmp/medssl_viewer_evil.dcm").exists() and not (start.tmp.parent / "evil.dcm").exists()
 
@@ -134,8 +149,7 @@ def test_upload_over_the_cap_is_refused(app, monkeypatch, payload, says):
     monkeypatch.setenv("MEDSSL_VIEWER_MAX_UPLOAD_MB", "0.02")
     start = app
     at = start()
-    at.radio(key="source").set_value("Upload").run()
-    at.file_uploader(key="upload").set_value(("series.zip", payload(), "application/zip")).run()
+    upload(at, ("series.zip", payload(), "application/zip"))
     assert at.sidebar.error and says in at.sidebar.error[0].value
     assert list(start.tmp.iterdir()) == []
 
@@ -203,3 +217,15 @@ def test_mr_opens_with_an_auto_window_and_no_ct_presets(app, real_data, monkeypa
     lo, hi = np.percentile(np.asarray(view.array), [1, 99])
     assert at.session_state["ww"] == pytest.approx(hi - lo, rel=0.1)
     assert not [b for b in at.button if b.key and b.key.startswith("preset_")]
+
+
+def test_a_label_map_uploaded_for_the_open_scan_is_its_overlay(app, folders):
+    at = upload(app(), ("scan.nii.gz", folders.image.read_bytes(), "application/gzip"))
+    assert at.session_state["loaded"].overlay is None
+    label = folders.image.with_name("phantom_000_label.nii.gz")
+    key = f"label_upload_{at.session_state['loaded_key']}"
+    at.file_uploader(key=key).set_value([("phantom_000_label.nii.gz", label.read_bytes(), "application/gzip")]).run()
+    assert not at.exception and not at.sidebar.error
+    overlay = at.session_state["loaded"].overlay
+    assert overlay.origin == "label" and overlay.native.max() == 2
+    assert captions(at)[2] == "Sagittal 35/48"  # moved into the labelled liver

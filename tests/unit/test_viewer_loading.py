@@ -59,8 +59,8 @@ def test_data_dir_lists_nifti_zip_and_dicom_folders(tmp_path, head_ct_series):
     (tmp_path / "dicom").symlink_to(head_ct_series)
     (tmp_path / "notes.txt").write_text("x")
     labels = {e.label: e.kind for e in list_data_dir(tmp_path)}
-    assert labels == {"batch.zip": "zip", "nifti/phantom_000.nii.gz": "nifti",
-                      "nifti/phantom_000_label.nii.gz": "nifti"}  # links are not followed
+    assert labels == {"batch.zip": "zip", "nifti/phantom_000.nii.gz": "nifti"}  # links are not followed, the
+    # label file opens as the overlay of its scan
     (tmp_path / "dicom").unlink()
     (tmp_path / "dicom").mkdir()
     (tmp_path / "dicom" / "IM0001.dcm").write_bytes((head_ct_series / "IM0001.dcm").read_bytes())
@@ -123,7 +123,7 @@ def test_cli_builds_a_hardened_streamlit_command(tmp_path):
     args = build_parser().parse_args(["viewer", "--data-dir", str(tmp_path), "--port", "8999"])
     assert isinstance(args, argparse.Namespace)
     cmd, env = build_command(args)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("apps/viewer/app.py")
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("apps/viewer/server.py")
     flags = set(cmd[5:])
     for flag in ("--server.address=127.0.0.1", "--server.port=8999", "--server.headless=true",
                  "--server.maxUploadSize=512", "--server.enableXsrfProtection=true",
@@ -184,3 +184,56 @@ def test_list_models_offers_artifacts_not_training_state(tmp_path):
     for p in (run / "model.pt", run / "best.pt", run / "checkpoints" / "ckpt_10.pt", tmp_path / "other.pt"):
         p.write_bytes(b"x")
     assert list_models(tmp_path) == sorted([run, tmp_path / "other.pt"])
+
+
+def test_run_record_names_the_inputs_root_absolute_and_relative(tmp_path):
+    from medssl.inference.inputs import collect_inputs
+    from medssl.inference.records import inputs_roots
+
+    write_phantom(tmp_path / "in" / "a")
+    write_phantom(tmp_path / "in" / "b", name="other")
+    cases = collect_inputs([tmp_path / "in" / "a" / "phantom_000.nii.gz", tmp_path / "in" / "b"])
+    assert inputs_roots(cases, tmp_path / "runs" / "out") == {
+        "inputs_root": [str(tmp_path / "in")], "inputs_root_rel": ["../../in"]}
+
+
+def test_worklist_finds_inputs_outside_every_old_root(tmp_path):
+    """predict's ``source`` is relative to the inputs' parent, which may be anywhere: run.json's
+    roots find it with the results folder moved along with the inputs, or moved alone."""
+    from medssl.inference.records import inputs_roots
+
+    image, label = write_phantom(tmp_path / "far" / "away" / "inputs")
+    results = write_results(tmp_path / "runs" / "results", image, label)
+    case = SimpleNamespace(source="inputs/phantom_000.nii.gz", path=image)
+    (results / "run.json").write_text(json.dumps({"counts": {}, **inputs_roots([case], results)}))
+    assert read_worklist(results)[0].source == image
+    moved = tmp_path / "copy"
+    (moved / "far").mkdir(parents=True)
+    (tmp_path / "far" / "away").rename(moved / "far" / "away")
+    (tmp_path / "runs").rename(moved / "runs")
+    assert read_worklist(moved / "runs" / "results")[0].source == moved / "far" / "away" / "inputs" / image.name
+    image2, label2 = write_phantom(tmp_path / "stay" / "inputs")
+    alone = write_results(tmp_path / "alone", image2, label2)
+    case = SimpleNamespace(source="inputs/phantom_000.nii.gz", path=image2)
+    (alone / "run.json").write_text(json.dumps(inputs_roots([case], alone)))
+    (tmp_path / "deep").mkdir()
+    alone.rename(tmp_path / "deep" / "moved_alone")
+    assert read_worklist(tmp_path / "deep" / "moved_alone")[0].source == image2  # the absolute root
+
+
+def test_data_folder_never_leads_out_through_symlinks(tmp_path):
+    from apps.viewer.sources import escapes
+
+    outside = tmp_path / "outside"
+    image, _ = write_phantom(outside)
+    data = tmp_path / "data"
+    (data / "series").mkdir(parents=True)
+    (data / "linked.nii.gz").symlink_to(image)
+    (data / "series" / "IM1.dcm").symlink_to(image)
+    inner, _ = write_phantom(data / "own")
+    (data / "alias.nii.gz").symlink_to(inner)  # a link that stays inside is fine
+    labels = {e.label for e in list_data_dir(data)}
+    assert "linked.nii.gz" not in labels and "series/ (DICOM)" not in labels
+    assert "alias.nii.gz" in labels and "own/phantom_000.nii.gz" in labels
+    assert escapes(data, data / "series") and escapes(data, data / "linked.nii.gz")
+    assert not escapes(data, data / "own") and not escapes(data, data / "alias.nii.gz")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from medssl.errors import MedsslError
+from medssl.errors import MedsslError, UnsupportedInputError
 
-from ..loaded import Loaded, open_path, open_upload
-from ..results import batch_overlay
+from ..loaded import Loaded, open_path, open_uploads, upload_label_overlay
+from ..results import batch_overlay, label_overlay
 from ..settings import Settings
-from ..sources import list_data_dir, read_worklist
-from .state import reset_for
+from ..sources import escapes, list_data_dir, read_worklist
+from .state import reset_for, reset_for_result
 
 log = logging.getLogger("medssl.viewer")
 
@@ -23,8 +23,9 @@ def _load(key: str, reader: Callable[[], Loaded]) -> Loaded | None:
     """Read once per session and selection; a failure becomes a message, never a traceback."""
     if st.session_state.get("loaded_key") == key:
         return st.session_state.get("loaded")
+    st.session_state.pop("loaded", None)  # never show the previous scan under the next one's name
     try:
-        with st.spinner("Reading scan..."):
+        with st.spinner("Reading the scan...", show_time=True):
             loaded = reader()
     except MedsslError as err:
         st.session_state.pop("loaded", None)
@@ -54,7 +55,18 @@ def _from_data_dir(data_dir: Path) -> Loaded | None:
     if choice is None:
         return st.session_state.get("loaded")
     entry = by_label[choice]
-    return _load(f"data:{entry.path}", lambda: open_path(entry.path, origin="data"))
+
+    def read() -> Loaded:
+        if escapes(data_dir, entry.path):
+            raise UnsupportedInputError(f"{entry.label}: a symbolic link in it leads out of the data folder",
+                                        source=entry.label)  # fmt: skip
+        loaded = open_path(entry.path, origin="data")
+        loaded.name = entry.label
+        if entry.label_path is not None:
+            loaded.overlay = label_overlay(loaded, entry.label_path)
+        return loaded
+
+    return _load(f"data:{entry.path}", read)
 
 
 def _from_results(settings: Settings) -> Loaded | None:
@@ -79,20 +91,32 @@ def _from_results(settings: Settings) -> Loaded | None:
 
     def read() -> Loaded:
         loaded = open_path(case.source, origin="results", series_uid=case.series)  # type: ignore[arg-type]
-        loaded.case_id = case.case_id
+        loaded.case_id = loaded.name = case.case_id
         loaded.overlay = batch_overlay(loaded, case)
         return loaded
 
     return _load(f"case:{settings.results_dir}:{case.case_id}", read)
 
 
+UPLOAD_TYPES = ["nii", "gz", "zip", "dcm", "dicom", "ima"]  # Streamlit matches extensions, not MIME types
+
+
 def _from_upload() -> Loaded | None:
-    upload = st.sidebar.file_uploader(
-        "NIfTI (.nii, .nii.gz) or zipped DICOM series (.zip)", type=["nii", "gz", "zip"], key="upload"
-    )
-    if upload is None:
+    """One NIfTI / zip, or the .dcm files of a series. A refused upload is cleared from the
+    widget (a new key), its message stays."""
+    generation = st.session_state.setdefault("upload_generation", 0)
+    files = st.sidebar.file_uploader(
+        "NIfTI (.nii, .nii.gz), DICOM files (.dcm, one or many) or a zipped DICOM series (.zip)",
+        type=UPLOAD_TYPES, accept_multiple_files=True, key=f"upload_{generation}",
+    )  # fmt: skip
+    if not files:
         return st.session_state.get("loaded")
-    return _load(f"upload:{upload.file_id}", lambda: open_upload(upload.name, upload.getvalue()))
+    key = "upload:" + ",".join(f.file_id for f in files)
+    loaded = _load(key, lambda: open_uploads([(f.name, f.getvalue()) for f in files]))
+    if loaded is None and st.session_state.get("load_error"):
+        st.session_state["upload_generation"] = generation + 1
+        st.rerun()
+    return loaded
 
 
 def open_scan(settings: Settings) -> Loaded | None:
@@ -111,5 +135,22 @@ def open_scan(settings: Settings) -> Loaded | None:
         loaded = _from_upload()
     if st.session_state.get("load_error"):
         st.sidebar.error(st.session_state["load_error"])
+    if loaded is not None:
+        _label_upload(loaded)
     return loaded
+
+
+def _label_upload(loaded: Loaded) -> None:
+    """A label map (e.g. CASE_label.nii.gz) uploaded for the open scan becomes its overlay."""
+    upload = st.sidebar.file_uploader("Label map for this scan (.nii, .nii.gz)", type=["nii", "gz"],
+                                      key=f"label_upload_{st.session_state.get('loaded_key')}")  # fmt: skip
+    if upload is None or st.session_state.get("label_upload_id") == upload.file_id:
+        return
+    st.session_state["label_upload_id"] = upload.file_id
+    try:
+        loaded.overlay = upload_label_overlay(loaded, upload.name, upload.getvalue())
+        st.session_state["overlay_on"] = True
+        reset_for_result(loaded)
+    except MedsslError as err:
+        st.sidebar.error(f"Cannot show this label map [{err.code}]: {err}")
 

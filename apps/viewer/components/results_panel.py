@@ -34,7 +34,7 @@ def _run_model(loaded: Loaded, path: Path) -> None:
         with st.spinner("Running the model..."):
             loaded.overlay = model_overlay(loaded, predictor)
         progress.progress(1.0, text="Done")
-        st.session_state["overlay_on"] = True
+        st.session_state["overlay_on_next"] = True  # the views above are drawn: redraw them with it
         st.session_state.pop("model_error", None)
     except MedsslError as err:
         st.session_state["model_error"] = f"The model could not run [{err.code}]: {err}"
@@ -43,6 +43,8 @@ def _run_model(loaded: Loaded, path: Path) -> None:
         st.session_state["model_error"] = "The model could not run: unexpected error (see the server log)."
     finally:
         progress.empty()
+    if st.session_state.get("overlay_on_next"):
+        st.rerun()
 
 
 def model_runner(loaded: Loaded, settings: Settings) -> None:
@@ -75,7 +77,8 @@ def results(loaded: Loaded, settings: Settings) -> None:
         st.caption("No result yet: run a model, or open a case from a results folder.")
         return
     rows = [] if overlay.class_probs else stats_rows(loaded)
-    st.caption(f"Result from the {'batch run' if overlay.origin == 'batch' else 'model run here'}.")
+    origin = {"batch": "batch run", "label": "label file beside the scan"}.get(overlay.origin, "model run here")
+    st.caption(f"Result from the {origin}.")
     if rows:
         table = [
             {
