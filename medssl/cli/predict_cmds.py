@@ -95,6 +95,7 @@ def _predict(args: argparse.Namespace, predictor, cases: list) -> int:
              f" (part {args.part} of {args.of})" if args.of > 1 else "", predictor.device, predictor.model_hash[:12])  # fmt: skip
     summary = run_batch(predictor, cases, opts)
     c = summary.counts
-    log.info("predict: %d ok, %d failed, %d skipped (%d kept from an earlier run) in %.1f s; results in %s",
-             c["ok"], c["failed"], c["skipped"], c["kept"], summary.seconds, args.output / "results.csv")  # fmt: skip
+    log.info("predict: %d ok, %d warning (outside what the model was trained on, see reason), %d failed, %d skipped "
+             "(%d kept from an earlier run) in %.1f s; results in %s", c["ok"], c.get("warning", 0), c["failed"],
+             c["skipped"], c["kept"], summary.seconds, args.output / "results.csv")  # fmt: skip
     return summary.exit_code

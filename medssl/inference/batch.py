@@ -146,7 +146,7 @@ def _run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions)
     out = opts.output
     out.mkdir(parents=True, exist_ok=True)
     mine = shard(cases, opts.part, opts.of)
-    counts = {"ok": 0, "failed": 0, "skipped": 0, "kept": 0}
+    counts = {"ok": 0, "warning": 0, "failed": 0, "skipped": 0, "kept": 0}
     timings = {"load_seconds": 0.0, "predict_seconds": 0.0}
     settings = settings_hash(predictor, opts)
     bar = tqdm(total=len(mine), unit="scan", desc="predict", disable=not opts.progress, leave=False)
@@ -163,7 +163,7 @@ def _run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions)
         status = record.row["status"]
         counts[status] += 1
         _log_case(record, kept=loaded.kept is not None)
-        bar.set_postfix_str(f"{counts['ok']} ok, {counts['failed']} failed")
+        bar.set_postfix_str(f"{counts['ok']} ok, {counts['warning']} warning, {counts['failed']} failed")
         bar.update(1)
     bar.close()
     write_results(out, [c.key for c in cases], result_columns(predictor.labels, predictor.task))
@@ -178,7 +178,7 @@ def _run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions)
 def _exit_code(counts: dict[str, int]) -> int:
     if counts["failed"] == 0:
         return EXIT_OK
-    return EXIT_ALL_FAILED if counts["ok"] == 0 else EXIT_PARTIAL
+    return EXIT_ALL_FAILED if counts["ok"] + counts["warning"] == 0 else EXIT_PARTIAL
 
 
 def _in_order(fn: Callable[[CaseInput], _Loaded], cases: Iterable[CaseInput], workers: int) -> Iterator[_Loaded]:
@@ -240,7 +240,7 @@ def _finish(predictor: Predictor, loaded: _Loaded, opts: BatchOptions) -> CaseRe
                                                        save_probabilities=opts.save_probabilities, preview=opts.preview,
                                                        input_sha256=loaded.input_hash,
                                                        keep_patient_identity=opts.keep_patient_identity)  # fmt: skip
-            row.update(status="ok", **extra)
+            row.update({"status": "ok", **extra})  # segmentation sets ok | warning itself
         except OSError as err:
             if output_write_error(err, opts.output) is not None:
                 raise  # the output folder, not this input: stops the run (run_batch types it)

@@ -20,6 +20,7 @@ from medssl.inference.dicom_seg import write_dicom_seg
 from medssl.inference.outputs import write_json, write_nifti
 from medssl.inference.predictor import Prediction, Predictor, Prepared
 from medssl.inference.preview import write_preview
+from medssl.inference.quality import assess
 from medssl.inference.stats import label_stats
 from medssl.io.scan import Scan
 
@@ -36,7 +37,10 @@ def write_case_outputs(
     input_sha256: str = "",
     keep_patient_identity: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Predict ``scan`` and write its files. Returns (results.csv columns, file names written)."""
+    """Predict ``scan`` and write its files. Returns (results.csv columns, file names written);
+    the columns hold ``status`` ok | warning with the warning's ``code`` and ``reason``."""
+    if prepared is None:
+        prepared = predictor.prepare(scan)
     pred = predictor.predict(scan, keep_probabilities=save_probabilities, prepared=prepared)
     cid = scan.case_id
     record = {"case_id": cid, "source": scan.source, "model_sha256": predictor.model_hash, "input_sha256": input_sha256}
@@ -64,9 +68,12 @@ def write_case_outputs(
                         uid_seed=f"{input_sha256}:{predictor.model_hash}", vocabulary=vocabulary,
                         model_name=str(predictor.artifact.network.get("name", "medssl")),
                         keep_patient_identity=keep_patient_identity)  # fmt: skip
+    status, reasons = assess(stats, predictor.artifact.meta.get("training_domain"), scan.modality,
+                             prepared.image[0].numpy(), predictor.artifact.modality)
     written.append(f"{cid}.json")
-    write_json(out / written[-1], {**record, **stats})
+    write_json(out / written[-1], {**record, **stats, "quality": {"status": status, "reasons": reasons}})
     row = {f"volume_ml_{name}": entry["volume_ml"] for name, entry in stats["labels"].items()}
+    row.update(status=status, code="out_of_domain" if reasons else "", reason="; ".join(reasons))
     return row, written
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medssl.artifacts.domain import training_domain
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
 from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained
 from medssl.config import config_to_dict, save_config
@@ -157,7 +158,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
     if splits.test:
         test_cases = [prepare_case(c, cfg, names) for c in splits.test]
         test = evaluate_cases(network, test_cases, names, inference, device, cfg.task, distances=True)
-    _save_artifact(cfg, out, spec, network, names, splits, data_hash(all_cases), best, test, report)
+    domain = training_domain(train, names, cfg.data.modality)
+    _save_artifact(cfg, out, spec, network, names, splits, data_hash(all_cases), best, test, report, domain)
     result = FinetuneResult(out, metric_name, best["metric"], best["step"], test, report,
                             [c.case_id for c in splits.train], best["seconds"])
     summary = {k: v for k, v in result.__dict__.items() if k not in ("run_dir",)}
@@ -169,7 +171,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
 
 def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network: nn.Module, names: dict[str, str],
                    splits: Splits, data_id: str, best: dict[str, Any], test: dict[str, Any] | None,
-                   report: dict[str, Any] | None) -> Path:
+                   report: dict[str, Any] | None, domain: dict[str, Any] | None = None) -> Path:
     metric_name = "dice" if cfg.task == "segmentation" else "balanced_accuracy"
     pretrained = None
     if report and cfg.model.pretrained:
@@ -180,7 +182,7 @@ def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network
         "metrics": {f"val_{metric_name}": best["metric"], **({"test": test["summary"]} if test else {})},
         "train_cases": [c.case_id for c in splits.train], "val_cases": [c.case_id for c in splits.val],
         "test_cases": [c.case_id for c in splits.test], "mode": cfg.model.mode, "pretrained": pretrained,
-        "config": config_to_dict(cfg),
+        "config": config_to_dict(cfg), "training_domain": domain,
     }
     art = ModelArtifact(task=cfg.task, network=spec, state_dict={k: v.cpu() for k, v in network.state_dict().items()},
                         labels=names, modality=cfg.data.modality, preprocessing=cfg.data.preprocessing.model_copy(deep=True),
