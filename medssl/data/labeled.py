@@ -10,7 +10,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ class DataConfig(StrictModel):
     root: str = ""  # dataset.json, CSV, or a folder of image/label pairs
     modality: str = "CT"
     labels: dict[str, str] | None = None  # target index -> name; None: from dataset.json/labels.json
+    label_codes: dict[str, Any] | None = None  # label name or index -> DICOM SEG code; None: dataset.json's
     label_map: dict[int, int] | None = None  # source label value -> target index; others -> 0
     class_from_label: ClassFromLabel | None = None  # classification targets derived from labels
     preprocessing: PreprocessConfig = PreprocessConfig()

@@ -182,12 +182,25 @@ def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network
         "metrics": {f"val_{metric_name}": best["metric"], **({"test": test["summary"]} if test else {})},
         "train_cases": [c.case_id for c in splits.train], "val_cases": [c.case_id for c in splits.val],
         "test_cases": [c.case_id for c in splits.test], "mode": cfg.model.mode, "pretrained": pretrained,
-        "config": config_to_dict(cfg), "training_domain": domain,
+        "config": config_to_dict(cfg), "training_domain": domain, "label_codes": _label_codes(cfg),
     }
     art = ModelArtifact(task=cfg.task, network=spec, state_dict={k: v.cpu() for k, v in network.state_dict().items()},
                         labels=names, modality=cfg.data.modality, preprocessing=cfg.data.preprocessing.model_copy(deep=True),
                         inference=cfg.inference.model_copy(deep=True), meta=meta)
     return save_model_artifact(art, out)
+
+
+def _label_codes(cfg: FinetuneConfig) -> dict[str, Any] | None:
+    """The DICOM SEG codes the artifact carries: ``data.label_codes``, else dataset.json's
+    ``label_codes`` (validated now, so a bad map fails the fine-tune, not a later predict)."""
+    from medssl.data.datalist import dataset_label_codes
+    from medssl.data.labels import LabelVocabulary
+
+    if cfg.data.label_codes is not None:
+        return LabelVocabulary.from_dict(cfg.data.label_codes, "data.label_codes").to_dict()
+    root = Path(cfg.data.root)
+    found = dataset_label_codes(root if root.is_dir() else root.parent)
+    return found.to_dict() if found is not None else None
 
 
 def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list[PreparedCase],

@@ -57,7 +57,8 @@ def test_weights_inspect_release_layout_and_wrong_names(tmp_path, capsys):
 def test_finetune_artifact_predict_evaluate_bundle(phantoms, tmp_path, capsys):
     run = tmp_path / "run"
     rc = main(["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(run), f"data.root={phantoms}",
-               *FAST, "--export-bundle", str(tmp_path / "bundle")])
+               *FAST, "--export-bundle", str(tmp_path / "bundle"),
+               "data.label_codes={liver: {type: 'SCT:10200004:Liver'}}"])
     assert rc == 0 and "best validation dice" in capsys.readouterr().out
     from medssl.artifacts.model import load_model_artifact
 
@@ -65,6 +66,9 @@ def test_finetune_artifact_predict_evaluate_bundle(phantoms, tmp_path, capsys):
     assert type(art.build()).__name__ == "SwinUNETR"
     assert art.labels["1"] == "liver" and art.inference.roi_size == (32, 32, 32)
     assert art.preprocessing.intensity == "ct_window" and art.meta["data_hash"]
+    assert art.meta["label_codes"]["liver"]["type"] == ["10200004", "SCT", "Liver"]  # what the SEG writer reads
+    domain = art.meta["training_domain"]  # what predict compares each case with
+    assert domain["modality"] == "CT" and domain["n_cases"] >= 1 and "liver" in domain["label_volume_ml"]
     from medssl.inference.predictor import Predictor
     from medssl.io import read_scan
 
