@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+from medssl.io.discovery import LABEL_SUFFIXES, case_stem, is_nifti, looks_dicom
+
 MAX_ENTRIES = 2000
 MAX_DEPTH = 6
 
@@ -22,24 +23,10 @@ class Entry:
     label_path: Path | None = None  # CASE_label.nii.gz beside CASE.nii.gz: opened as its overlay
 
 
-def _is_nifti(name: str) -> bool:
-    return name.lower().endswith(NIFTI_SUFFIXES)
-
-
-def _split_nifti(name: str) -> tuple[str, str]:
-    """"a_label.nii.gz" -> ("a_label", ".nii.gz")."""
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)], name[-len(suffix):]
-    return name, ""
-
-
 def label_twins(names: list[str]) -> dict[str, str]:
     """{label file: its scan} for NIfTI names like CASE_label.nii.gz beside CASE.nii.gz
     (suffixes _label, _labels, _seg, _mask, as ``medssl data index`` reads them)."""
-    from medssl.data.manifest import LABEL_SUFFIXES
-
-    by_stem = {_split_nifti(n)[0]: n for n in names if _is_nifti(n)}
+    by_stem = {case_stem(n): n for n in names if is_nifti(n)}
     twins = {}
     for stem, name in by_stem.items():
         for suffix in LABEL_SUFFIXES:
@@ -48,19 +35,8 @@ def label_twins(names: list[str]) -> dict[str, str]:
     return twins
 
 
-def _looks_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
-        return True
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
 def _dicom_folder(folder: Path, files: list[str]) -> bool:
-    return any(_looks_dicom(folder / name) for name in sorted(files)[:5])
+    return any(looks_dicom(folder / name) for name in sorted(files)[:5])
 
 
 def inside(root: Path, path: Path) -> bool:
@@ -106,7 +82,7 @@ def list_data_dir(root: Path) -> list[Entry]:
         for name in sorted(filenames):
             if name in twins:  # a label map is shown over its scan, not offered as a scan
                 continue
-            if _is_nifti(name) or name.lower().endswith(".zip"):
+            if is_nifti(name) or name.lower().endswith(".zip"):
                 kind = "zip" if name.lower().endswith(".zip") else "nifti"
                 label = folder / labels[name] if name in labels else None
                 entries.append(Entry(label=(folder / name).relative_to(root).as_posix(), path=folder / name, kind=kind,
