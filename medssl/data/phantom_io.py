@@ -103,8 +103,10 @@ def _base_dataset(index: int, study: str, series: str, frame: str) -> Dataset:
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.Modality = "CT"
     ds.Manufacturer = "medssl phantom"
-    ds.PatientName = f"PHANTOM^{index:03d}"
-    ds.PatientID = f"PHANTOM-{index:03d}"
+    # Not the folder's own name (phantom_NNN): a folder named after its patient is masked
+    # as patient data, and the demo's phantoms should keep their readable ids.
+    ds.PatientName = f"SYNTHETIC^SUBJECT{index:03d}"
+    ds.PatientID = f"SYN-{index:03d}"
     ds.PatientBirthDate, ds.PatientSex = "", "O"
     ds.StudyDate = ds.SeriesDate = "20000101"
     ds.StudyTime = ds.SeriesTime = "000000"

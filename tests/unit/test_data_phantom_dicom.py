@@ -27,7 +27,7 @@ def test_series_headers(cohort):
     first = dss[0]
     assert first.SOPClassUID == CTImageStorage and first.Modality == "CT"
     assert first.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    assert str(first.PatientName) == "PHANTOM^001"
+    assert str(first.PatientName) == "SYNTHETIC^SUBJECT001"  # not the folder name: ids stay readable
     assert (first.Rows, first.Columns) == (20, 24)
     assert float(first.RescaleSlope) == 1 and float(first.RescaleIntercept) == -1024
     z = [float(ds.ImagePositionPatient[2]) for ds in dss]
