@@ -105,7 +105,7 @@ def test_classification_through_csv(phantoms, tmp_path, capsys):
 
 
 # a 3-stage CNN U-Net with layer-wise LR decay: encoder stage d (0 = deepest) at lr * 0.1 * 0.5 ** (d + 1)
-LAYER_DECAY = ["model.network=cnn_unet", "model.encoder={name: cnn, channels: [4, 8, 16]}",
+LAYER_DECAY = ["model.network=cnn_unet", "model.encoder={name: cnn, channels: [4, 8, 16]}", "model.kwargs={}",
                "model.layer_decay=0.5", "train.encoder_lr_mult=0.1", "train.lr=0.01",
                "train.crop_size=[16,16,16]", "train.warmup_steps=2", "train.min_lr_ratio=0"]
 
@@ -219,7 +219,7 @@ def test_real_scans_finetune_then_evaluate(real_data, tmp_path, capsys, modality
     rc = main(["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(run), f"data.root={csv}",
                f"data.modality={modality}", "data.labels={'0': background, '1': lesion}", "data.label_map=null",
                "data.val_fraction=0", "data.preprocessing.spacing=[3.0,3.0,4.0]", *window,
-               "model.network=cnn_unet", "model.encoder={name: cnn, channels: [8, 16, 32]}",
+               "model.network=cnn_unet", "model.encoder={name: cnn, channels: [8, 16, 32]}", "model.kwargs={}",
                "train.pos_fraction=0.9", "train.max_steps=10", "train.val_every=5"])
     assert rc == 0
     report = tmp_path / "eval.json"

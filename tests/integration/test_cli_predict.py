@@ -77,7 +77,7 @@ def test_batch_records_every_input_and_continue_does_nothing(cohort, bone_model,
             assert (out / f"{cid}{suffix}").is_file()
         assert (out / f"{cid}_seg.dcm").is_file() == r["source"].startswith("studies/dicom/")
     # twins give the same volumes: DICOM and NIfTI of one subject are the same grid
-    # (phantom DICOM folders are named after their own PatientName PHANTOM^NNN: masked as case-<hash>)
+    # (names pair through the pseudonym when a DICOM folder is masked as patient data)
     named = {pseudonym(f"phantom_{i:03d}"): f"phantom_{i:03d}" for i in range(N_SUBJECTS)}
     by_subject: dict[str, list[float]] = {}
     for r in ok:
@@ -184,7 +184,7 @@ def test_inputs_with_the_same_name_keep_their_own_outputs(cohort, bone_model, tm
 
 def test_seg_is_deidentified_unless_asked(cohort, bone_model, tmp_path):
     series = cohort / "studies" / "dicom" / "phantom_004"
-    for flags, name in (([], "ANON"), (["--keep-patient-identity"], "PHANTOM")):
+    for flags, name in (([], "ANON"), (["--keep-patient-identity"], "SYNTHETIC")):
         out = tmp_path / f"out{len(flags)}"
         argv = ["-q", "predict", "--model", str(bone_model), "--input", str(series), "--output", str(out),
                 "--no-preview", *flags]  # fmt: skip

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "pretrain" / "smoke.yaml")
 FT_SMOKE = str(REPO / "configs" / "finetune" / "smoke_seg.yaml")
-FT_FAST = ["model.network=cnn_unet", "model.encoder={name: cnn, channels: [4, 8, 16]}",
+FT_FAST = ["model.network=cnn_unet", "model.encoder={name: cnn, channels: [4, 8, 16]}", "model.kwargs={}",
            "train.crop_size=[16,16,16]", "train.warmup_steps=1", "train.checkpoint_every=2",
            "train.val_every=2", "train.log_every=2"]  # fmt: skip
 

@@ -4,6 +4,7 @@ refused without a login unless --insecure-no-auth, the server script wraps the a
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -26,7 +27,9 @@ def _call(middleware, scope_type: str = "http", headers=None) -> list:
     async def send(message):
         sent.append(message)
 
-    asyncio.run(middleware(app)({"type": scope_type}, receive, send))
+    # its own thread and loop: Playwright's sync API (e2e tests in the same process) leaves one running here
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, middleware(app)({"type": scope_type}, receive, send)).result()
     return sent
 
 
