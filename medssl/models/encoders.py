@@ -17,7 +17,6 @@ from __future__ import annotations
 import types
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from monai.networks.nets.swin_unetr import SwinTransformer, WindowAttention
 from torch import Tensor, nn
