@@ -82,13 +82,13 @@ def full_step(cfg: PretrainConfig, out: Path, device: torch.device, args: argpar
 def model_step(cfg: PretrainConfig, device: torch.device, args: argparse.Namespace) -> None:
     from medssl.training.optim import build_optimizer
     from medssl.training.pretrain import build_task
-    from medssl.training.trainer import amp_dtype_for
+    from medssl.devices import amp_dtype
 
     task = build_task(cfg).to(device).train()
     opt = build_optimizer(task, cfg.train, device)
     region = cfg.data.side + cfg.tasks.views.max_shift
     batch = {"image": torch.rand(cfg.data.batch_size, 1, region, region, region, device=device), "seed": 0}
-    dtype = amp_dtype_for(cfg.train, device)
+    dtype = amp_dtype(device, cfg.train.amp)
     if args.compile:
         task.compile_parts()
     step = task

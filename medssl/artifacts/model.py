@@ -140,17 +140,15 @@ def load_model_artifact(path: str | Path) -> ModelArtifact:
     fields = {k: data[k] for k in ("task", "network", "state_dict", "labels") if k in data}
     if len(fields) < 4:
         raise CheckpointError(f"{path.name}: model artifact lacks task/network/state_dict/labels")
-    try:
-        preprocessing = validate_config(PreprocessConfig, dict(data.get("preprocessing") or {}), "preprocessing")
-        inference = validate_config(InferenceSettings, dict(data.get("inference") or {}), "inference")
+    try:  # the typed sections are validated by ModelArtifact itself
+        return ModelArtifact(
+            **fields,
+            modality=data.get("modality", "CT"),
+            preprocessing=data.get("preprocessing") or {},
+            inference=data.get("inference") or {},
+            versions=data.get("versions", {}),
+            meta=data.get("meta", {}),
+            sha256=file_sha256(path),
+        )
     except ConfigError as err:
         raise CheckpointError(f"{path.name}: artifact {err.reason}") from err
-    return ModelArtifact(
-        **fields,
-        modality=data.get("modality", "CT"),
-        preprocessing=preprocessing,
-        inference=inference,
-        versions=data.get("versions", {}),
-        meta=data.get("meta", {}),
-        sha256=file_sha256(path),
-    )

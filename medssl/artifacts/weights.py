@@ -77,20 +77,40 @@ class LoadReport:
         )
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
-    """The tensors in a weights file and the name of its layout."""
-    path = Path(path)
+@dataclass
+class WeightsFile:
+    """A weights file read once (``open_weights``), so a fine-tune that loads its encoder,
+    its decoder and checks its preprocessing reads the file one time, not three."""
+
+    name: str
+    obj: Any = None
+    error: Exception | None = None
+
+
+def open_weights(source: str | Path | WeightsFile) -> WeightsFile:
+    """Read ``source`` (a file, or a folder holding one) with ``weights_only=True``; a read
+    failure is kept in ``error`` for the caller to report."""
+    if isinstance(source, WeightsFile):
+        return source
+    path = Path(source)
     if path.is_dir():
         path = _weights_in_folder(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
+        return WeightsFile(path.name, torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+        return WeightsFile(path.name, error=err)
+
+
+def read_weights(source: str | Path | WeightsFile) -> tuple[dict[str, Tensor], str]:
+    """The tensors in a weights file and the name of its layout."""
+    wf = open_weights(source)
+    if wf.error is not None:
         raise CheckpointError(
-            f"cannot be read as a weights file ({err.__class__.__name__}); only tensors and plain "
+            f"cannot be read as a weights file ({wf.error.__class__.__name__}); only tensors and plain "
             "containers are accepted (weights_only=True)",
-            source=path.name,
-        ) from err
-    return _find_state_dict(obj, path.name)
+            source=wf.name,
+        ) from wf.error
+    return _find_state_dict(wf.obj, wf.name)
 
 
 def _weights_in_folder(folder: Path) -> Path:
@@ -214,7 +234,7 @@ def plan_load(module: nn.Module, sd: dict[str, Tensor], source_format: str = "pl
 
 def load_pretrained(
     module: nn.Module,
-    path: str | Path,
+    path: str | Path | WeightsFile,
     encoder: str = "swin",
     min_fraction: float = 0.9,
     apply: bool = True,
@@ -223,9 +243,10 @@ def load_pretrained(
 
     Raises CheckpointError when fewer than ``min_fraction`` of the encoder's tensors would
     load; the model is left untouched then. ``apply=False`` only reports (``weights inspect``)."""
-    sd, fmt = read_weights(path)
+    wf = open_weights(path)
+    sd, fmt = read_weights(wf)
     report, to_load = plan_load(module, sd, fmt)
-    name = Path(path).name
+    name = wf.name
     if report.total == 0:
         raise CheckpointError(f"the target {encoder} encoder has no tensors", source=name)
     if report.fraction < min_fraction:
@@ -247,25 +268,19 @@ def load_pretrained(
     return report
 
 
-def _load_or_none(path: str | Path) -> Any:
+def _load_or_none(source: str | Path | WeightsFile) -> Any:
     """The file's object, or None when it cannot be read (read_weights reports that)."""
-    path = Path(path)
-    if path.is_dir():
-        path = _weights_in_folder(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable file means "nothing stored"
-        return None
+    return open_weights(source).obj
 
 
-def exported_encoder_spec(path: str | Path) -> dict[str, Any] | None:
+def exported_encoder_spec(path: str | Path | WeightsFile) -> dict[str, Any] | None:
     """The ``{"name", **kwargs}`` stored in a medssl exported encoder file, else None."""
     obj = _load_or_none(path)
     spec = obj.get("encoder") if isinstance(obj, dict) and obj.get("format") == "medssl.encoder" else None
     return dict(spec) if isinstance(spec, dict) and "name" in spec else None
 
 
-def stored_preprocess(path: str | Path) -> dict[str, Any] | None:
+def stored_preprocess(path: str | Path | WeightsFile) -> dict[str, Any] | None:
     """The preprocessing recorded in a medssl file: ``config.data.preprocessing`` (exported
     encoder, pretrain checkpoint, fine-tune config) or a model artifact's ``preprocessing``."""
     obj = _load_or_none(path)
@@ -288,10 +303,11 @@ def _flat(cfg: PreprocessConfig, modality: str) -> dict[str, Any]:
     return out
 
 
-def check_preprocess(path: str | Path, preprocessing: PreprocessConfig, modality: str) -> dict[str, Any]:
+def check_preprocess(path: str | Path | WeightsFile, preprocessing: PreprocessConfig, modality: str) -> dict[str, Any]:
     """``{"checked", "match", "differences": {key: {"pretrain", "finetune"}}}``; logs a WARNING
     naming the differing keys. Unchecked when the file records no preprocessing."""
-    stored = stored_preprocess(path)
+    wf = open_weights(path)
+    stored = stored_preprocess(wf)
     if stored is None:
         return {"checked": False, "reason": "the weights file records no preprocessing"}
     try:
@@ -305,7 +321,7 @@ def check_preprocess(path: str | Path, preprocessing: PreprocessConfig, modality
         shown = "; ".join(f"{k} {v['pretrain']} vs {v['finetune']}" for k, v in diff.items())
         log.warning("%s was pretrained with other preprocessing than this fine-tuning (pretrain vs fine-tune: %s): "
                     "features may not transfer; set data.preprocessing to match the pretraining's",
-                    Path(path).name, shown)
+                    wf.name, shown)
     return {"checked": True, "match": not diff, "differences": diff}
 
 
@@ -314,14 +330,14 @@ def check_preprocess(path: str | Path, preprocessing: PreprocessConfig, modality
 UNET_HEADS = ("head.", "out.")
 
 
-def load_decoder(module: nn.Module, path: str | Path, min_fraction: float = 0.9) -> LoadReport:
+def load_decoder(module: nn.Module, path: str | Path | WeightsFile, min_fraction: float = 0.9) -> LoadReport:
     """Load the pretrained U-Net decoder stored in a medssl exported encoder (``unet``) into
     ``module`` (the same U-Net layout), everything but the encoder and the final head.
 
     Raises CheckpointError when the file holds no decoder or fewer than ``min_fraction`` of
     the decoder's tensors match by name and shape (the model is left untouched then)."""
-    name = Path(path).name
-    obj = _load_or_none(path)
+    wf = open_weights(path)
+    name, obj = wf.name, wf.obj
     unet = obj.get("unet") if isinstance(obj, dict) else None
     if not isinstance(unet, dict) or not _is_state_dict(unet.get("state_dict")):
         raise CheckpointError("holds no pretrained decoder (pretrain with tasks.inpaint.decoder=unet, "

@@ -156,7 +156,7 @@ def run_segmentation_probe(cfg: FinetuneConfig, pretrained: str | None, n_train:
     """Frozen-feature segmentation probe of the pretrained encoder and of the same network at
     random init (seed ``seed``), on the config's split: ``n_train`` labeled pool cases train
     the linear head, the test cases (validation when there is no test split) score it."""
-    from medssl.artifacts.weights import exported_encoder_spec
+    from medssl.artifacts.weights import exported_encoder_spec, open_weights
     from medssl.models.encoders import build_encoder
 
     names = resolve_labels(cfg)
@@ -164,16 +164,17 @@ def run_segmentation_probe(cfg: FinetuneConfig, pretrained: str | None, n_train:
     splits = d.split(load_datalist(d.root))
     train = [prepare_case(c, cfg, names) for c in splits.train[:n_train]]
     test = [prepare_case(c, cfg, names) for c in (splits.test or splits.val)]
-    spec = (exported_encoder_spec(pretrained) if pretrained else None) or cfg.encoder_spec()
+    weights = open_weights(pretrained) if pretrained else None  # read once: spec and tensors
+    spec = (exported_encoder_spec(weights) if weights else None) or cfg.encoder_spec()
     spec = {"in_channels": train[0].image.shape[0], **spec}
     results: dict[str, Any] = {}
-    for name, weights in (("random", None), ("pretrained", pretrained)):
-        if name == "pretrained" and not weights:
+    for name, source in (("random", None), ("pretrained", weights)):
+        if name == "pretrained" and source is None:
             continue
         torch.manual_seed(seed)
         encoder = build_encoder(spec)
-        if weights:
-            load_pretrained(encoder, weights, spec["name"], cfg.model.min_loaded_fraction)
+        if source is not None:
+            load_pretrained(encoder, source, spec["name"], cfg.model.min_loaded_fraction)
         results[name] = segmentation_probe_score(encoder, train, test, names, seed=seed)
     out = {"n_train": len(train), "n_test": len(test), "train_cases": [c.case_id for c in train],
            "encoders": {k: {"mean_dice": v["mean_dice"], "feature_dim": v["feature_dim"]} for k, v in results.items()},

@@ -153,12 +153,13 @@ def run_sweep(cfg: SweepConfig, out: str | Path) -> dict[str, Any]:
     splits = plan_splits(cfg)
     held_out = splits.pop("_held_out_images")
     pretrained, pool_info = s.pretrained, None
-    if any(a != "scratch" for a in s.arms) and not pretrained:
+    needs_pretraining = any(a != "scratch" for a in s.arms) and not pretrained
+    if needs_pretraining:
         files, pool_info = pretraining_pool(cfg, held_out)
         splits["pretraining"] = pool_info
-        _write_json(out / "splits.json", splits)
+    _write_json(out / "splits.json", splits)  # before pretraining, so a crash still says where cases went
+    if needs_pretraining:
         pretrained = str(pretrain_for_sweep(cfg, out, files))
-    _write_json(out / "splits.json", splits)
     plan = {"n_labeled": list(s.n_labeled), "seeds": list(s.seeds), "arms": list(s.arms)}
     meta = {"pretrained": Path(pretrained).name if pretrained else None, "network": cfg.model.network,
             "transfer": cfg.model.transfer, "test_cases": len(splits["test"]), "val_cases": len(splits["val"]),

@@ -5,7 +5,7 @@ A path component "holds patient data" when it contains the scan's own PatientNam
 PatientID tokens (read from the DICOM headers, never guessed): a name part of two or more
 characters as a whole word of the component (``SMITH_JOHN``, ``john-smith-ct``), a name part
 of four or more characters (or any non-ASCII one: ``山田``) anywhere in it (``SmithJohn``), or
-the PatientID's letters and digits anywhere in it (``PHI-SENTINEL-0001_ct``); letters of any
+the PatientID's letters and digits anywhere in it (``AB-1234_ct`` for ID ``AB1234``); letters of any
 script, compared case-folded. Such a component is replaced by its pseudonym ``case-<hash>``:
 a salted hash of the name (``medssl.io.phi.uid_hash``), stable across runs and machines
 sharing ``MEDSSL_UID_SALT``, not reversible without the salt. ``pseudonymize=True``

@@ -23,7 +23,7 @@ from torch import nn
 
 from medssl.artifacts.domain import training_domain
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
-from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained
+from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained, open_weights
 from medssl.config import config_to_dict, save_config
 from medssl.devices import resolve_device
 from medssl.data.datalist import Splits, load_datalist
@@ -134,11 +134,12 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
     network = build_network(spec).to(device)
     report = None
     if pretrained:
-        rep = load_pretrained(network, pretrained, cfg.model.encoder.name, cfg.model.min_loaded_fraction)
+        weights = open_weights(pretrained)  # read once for the encoder, the decoder and the check
+        rep = load_pretrained(network, weights, cfg.model.encoder.name, cfg.model.min_loaded_fraction)
         report = rep.to_dict()
         if cfg.model.transfer == "encoder_decoder":
-            report["decoder"] = load_decoder(network, pretrained, cfg.model.min_loaded_fraction).to_dict()
-        report["preprocess_check"] = check_preprocess(pretrained, cfg.data.preprocessing, cfg.data.modality)
+            report["decoder"] = load_decoder(network, weights, cfg.model.min_loaded_fraction).to_dict()
+        report["preprocess_check"] = check_preprocess(weights, cfg.data.preprocessing, cfg.data.modality)
         (out / "load_report.json").write_text(json.dumps(report, indent=1))
     task = _task(cfg, network, train, names).to(device)
     inference = cfg.inference

@@ -63,7 +63,7 @@ def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
         task = build_task(cfg)
         hooks = [preview_hook(cfg.train.preview_every)] if cfg.train.preview_every else []
         if cfg.monitor.rank_every and info.is_main:
-            monitor = CollapseMonitor(probe_batch(volumes, cfg, cache_dir), cfg.monitor.rank_every, out)
+            monitor = CollapseMonitor(probe_batch(sampler.volumes, cfg, cache_dir), cfg.monitor.rank_every, out)
             step0 = monitor.start(task.encoder)
             log.info("encoder effective rank at random init: %s", " / ".join(f"{s['rank']:.2f}" for s in step0))
             hooks.append(monitor)
@@ -78,12 +78,10 @@ def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
 
 
 def probe_batch(volumes, cfg: PretrainConfig, cache_dir: Path) -> torch.Tensor:
-    """The fixed probe batch of the collapse monitor: (N, 1, S, S, S) centre views of crops
-    drawn with their own seed (never a training batch)."""
+    """The fixed probe batch of the collapse monitor: (N, 1, S, S, S) crops drawn with their
+    own seed (never a training batch) from ``volumes``, the readable scans already cached."""
     probe_cfg = cfg.data.model_copy(update={"batch_size": cfg.monitor.probe_crops, "crops_per_volume": 1})
-    sampler = CropSampler(volumes, probe_cfg, cache_dir, cfg.data.side, cfg.seed + 7919)
-    sampler.prepare()
-    return sampler.batch(0)["image"]
+    return CropSampler(volumes, probe_cfg, cache_dir, cfg.data.side, cfg.seed + 7919).batch(0)["image"]
 
 
 def export_encoder(run_dir: str | Path, out: str | Path, *, ema: bool = False) -> dict[str, Any]:

@@ -65,10 +65,6 @@ class TrainState:
 Hook = Callable[[TrainState], None]
 
 
-def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    return amp_dtype(device, cfg.amp)
-
-
 def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
@@ -170,10 +166,10 @@ def fit(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     task.to(info.device)
-    amp_dtype = amp_dtype_for(cfg, info.device)
-    scaler = torch.amp.GradScaler(info.device.type, enabled=amp_dtype == torch.float16)
+    amp = amp_dtype(info.device, cfg.amp)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=amp == torch.float16)
     optimizer = build_optimizer(task, cfg, info.device, param_groups)
-    state = TrainState(task, optimizer, build_scheduler(optimizer, cfg), info, run_dir, amp_dtype)
+    state = TrainState(task, optimizer, build_scheduler(optimizer, cfg), info, run_dir, amp)
     state.ema = ModelEMA(task, cfg.ema) if cfg.ema > 0 else None
     position = 0
     ckpt = load_latest_checkpoint(run_dir)
