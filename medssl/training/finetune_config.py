@@ -64,6 +64,8 @@ class FinetuneTrainConfig(TrainConfig):
     val_every: int = Field(50, ge=1)
     patience: int = Field(0, ge=0)  # stop after this many validations without improvement; 0 = never
     augment: bool = True  # random flips and intensity scale/shift of training crops (same in every arm)
+    # balanced: classification, inverse class frequency; segmentation, cross-entropy weights
+    # 1/sqrt(voxel frequency) over the training labels. A list: one weight per class.
     class_weights: list[float] | Literal["balanced"] | None = "balanced"
 
 

@@ -30,7 +30,7 @@ from medssl.data.datalist import Splits, load_datalist
 from medssl.errors import CheckpointError, ConfigError
 from medssl.tasks.scoring import evaluate_cases
 from medssl.models import build_network
-from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
+from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights, voxel_class_weights
 from medssl.training.checkpoint import read_best, save_torch_file
 from medssl.training.config import TrainConfig
 from medssl.training.finetune_config import FinetuneConfig
@@ -254,9 +254,13 @@ def _rng(seed: int, position: int) -> np.random.Generator:
 
 
 def _task(cfg: FinetuneConfig, network: nn.Module, train: list[PreparedCase], names: dict[str, str]) -> nn.Module:
-    if cfg.task == "segmentation":
-        return SegmentationTask(network)
     cw = cfg.train.class_weights
+    if cfg.task == "segmentation":
+        if cw == "balanced":
+            cw = voxel_class_weights([c.label for c in train], len(names))
+        if cw is not None and len(cw) != len(names):
+            raise ConfigError(f"train.class_weights: {len(cw)} values for {len(names)} classes (background included)")
+        return SegmentationTask(network, cw)
     if cw == "balanced":
         cw = balanced_class_weights([c.cls for c in train], len(names))  # type: ignore[misc]
     return ClassificationTask(network, cw)
