@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=16, help="phantom subjects to generate (default 16)")
     p.add_argument("--real-data", type=Path, default=None, help="folder of the real sample scans (optional)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="sweep_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo's sweep config (finetune/demo_sweep.yaml), repeatable; "
+                   "e.g. --set train.max_steps=50 for a quicker, weaker run")
     p.set_defaults(func=run)
 
 
@@ -89,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
     _step("pretrain (masked image modelling, the recommended recipe), then fine-tune scratch and pretrained "
           "on 4 labeled phantoms x 3 seeds, scored on the same test phantoms",
           ["sweep", "--config", _config("finetune/demo_sweep.yaml"), "--out", str(sweep), f"data.root={data}",
-           f"sweep.pretrain_data={out / 'manifest.jsonl'}"])
-    model = sweep / "runs" / "pretrained_n4_seed0"
+           f"sweep.pretrain_data={out / 'manifest.jsonl'}", *args.sweep_overrides])
+    report = json.loads((sweep / "report.json").read_text())
+    best = max((r for r in report["runs"] if r["arm"] == "pretrained"), key=lambda r: (r["n_labeled"], -r["seed"]))
+    model = sweep / best["run"]  # the pretrained model with the most labeled cases, first seed
     _step("evaluate the pretrained model on the held-out phantoms",
           ["evaluate", "--model", str(model), "--data", str(held), "--out", str(out / "eval_pretrained.json")])
     inputs = [str(held / "nifti"), str(held / "dicom")]
@@ -100,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
                                                    if real else ")"),
           ["predict", "--model", str(model), "--input", *inputs, "--output", str(out / "predictions"), "--no-progress"])
 
-    report = json.loads((sweep / "report.json").read_text())
     print(f"\n== done in {time.perf_counter() - t0:.0f} s; everything is under {out}/")
     print(f"   {_difference_line(report)}")
     print("   (a demo-sized sweep; `medssl sweep --config configs/finetune/phantom_label_efficiency.yaml` measures it "
