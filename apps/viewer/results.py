@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from medssl.io.scan import Scan
 
 from .loaded import Loaded, Overlay, to_view_grid
 from .sources import Case
+
+if TYPE_CHECKING:  # the predictor (torch, MONAI) loads only when a model runs
+    from medssl.inference.predictor import Prediction, Predictor
 
 LOW_CONFIDENCE = 0.7  # mean probability under this flags a structure for review
 
@@ -129,26 +132,17 @@ def read_record(path: Path | None) -> tuple[dict[int, str], dict[int, float], di
     return names, confidence, ({str(k): float(v) for k, v in probs.items()} if isinstance(probs, dict) else None)
 
 
-def _predictor_labels(predictor: Any) -> dict[int, str]:
-    for owner in (predictor, getattr(predictor, "artifact", None)):
-        names = _names(getattr(owner, "labels", None))
-        if names:
-            return names
-    return {}
-
-
-def model_overlay(loaded: Loaded, predictor: Any) -> Overlay:
-    """Run ``predictor`` (``medssl.inference.Predictor``) on the open scan."""
-    pred = predictor.predict(loaded.scan)
-    names = _predictor_labels(predictor)
-    class_probs = getattr(pred, "class_probs", None)
-    label = getattr(pred, "label", None)
+def model_overlay(loaded: Loaded, predictor: Predictor) -> Overlay:
+    """Run ``predictor`` on the open scan."""
+    pred: Prediction = predictor.predict(loaded.scan)
+    names = _names(pred.labels)
+    class_probs, label = pred.class_probs, pred.label
     if label is None:  # a classification model: nothing to overlay
         native = np.zeros(loaded.scan.shape, dtype=np.uint8)
         probs = {names.get(int(k), str(k)) if str(k).isdigit() else str(k): float(v) for k, v in dict(class_probs or {}).items()}
         return Overlay(label=to_view_grid(loaded.scan, native), native=native, names=names, origin="model", class_probs=probs)
     native = np.asarray(label).astype(np.uint8)
-    confidence = getattr(pred, "confidence", None)
+    confidence = pred.confidence
     if confidence is not None:
         confidence = np.asarray(confidence, dtype=np.float32)
     return Overlay(

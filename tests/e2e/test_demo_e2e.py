@@ -53,7 +53,8 @@ def test_the_printed_viewer_command_opens_every_result_with_its_overlay(demo, br
     results = Path(cmd[cmd.index("--results-dir") + 1])
     with (results / "results.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    phantoms = [r for r in rows if r["case_id"].startswith(("phantom", "case-"))]
+    scans = [r for r in rows if r["code"] != "not_an_image"]  # the label files beside the scans are refused
+    phantoms = [r for r in scans if r["case_id"].startswith(("phantom", "case-"))]
     assert len(phantoms) == 6 and all(r["status"] in ("ok", "warning") for r in phantoms), rows
     gen = start_viewer(cmd[2:], demo["out"].parent / "viewer.log")  # the printed arguments, a free port
     url, _ = next(gen)
@@ -62,9 +63,7 @@ def test_the_printed_viewer_command_opens_every_result_with_its_overlay(demo, br
     try:
         page.goto(url)
         page.get_by_text("Open a scan", exact=True).wait_for()
-        for row in rows:
-            if row["status"] not in ("ok", "warning"):
-                continue
+        for row in scans:
             page.get_by_text("Results worklist", exact=True).click()
             pick(page, "Case", f"{row['case_id']} [{row['status']}]")
             page.get_by_role("heading", name=re.compile(

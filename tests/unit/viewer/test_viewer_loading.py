@@ -161,12 +161,12 @@ def test_classification_result_shows_class_probabilities_and_no_overlay():
     scan = Scan(array=np.zeros((4, 5, 6), np.float32), affine=np.diag([-1.0, 1, 1, 1]), modality="CT",
                 source="t", case_id="t")  # fmt: skip
 
-    class Stub:
-        def __init__(self) -> None:
-            self.labels = {"0": "normal", "1": "abnormal"}
+    from medssl.inference.predictor import Prediction
 
+    class Stub:
         def predict(self, scan):
-            return SimpleNamespace(label=None, confidence=None, class_probs={"normal": 0.8, "abnormal": 0.2})
+            return Prediction(task="classification", labels={"0": "normal", "1": "abnormal"}, affine=scan.affine,
+                              class_probs={"normal": 0.8, "abnormal": 0.2})
 
     loaded = Loaded(scan=scan, view=canonical(scan), origin="data")
     overlay = model_overlay(loaded, Stub())
