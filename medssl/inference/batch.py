@@ -171,7 +171,9 @@ def _run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions)
     run_file = out / ("run.json" if opts.of == 1 else f"run_part{opts.part}of{opts.of}.json")
     if counts["kept"] < len(mine) or not run_file.is_file():
         run_record = _run_record(predictor, opts, summary, timings, len(mine))
-        write_json(run_file, {**run_record, **inputs_roots(cases, out)})  # the viewer finds inputs
+        roots = inputs_roots(cases, out, keep_patient_identity=opts.keep_patient_identity,
+                             pseudonymize=opts.pseudonymize)
+        write_json(run_file, {**run_record, **roots})  # the viewer finds inputs
     return summary
 
 

@@ -10,11 +10,14 @@ when its bytes change."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medssl.inference.outputs import csv_bytes, json_bytes, write_if_changed
+
+log = logging.getLogger("medssl.inference")
 
 RECORD_DIR = ".medssl/cases"
 BASE_COLUMNS = ["case_id", "source", "status", "code", "reason", "seconds"]
@@ -78,21 +81,37 @@ def write_results(out: Path, keys: list[str], columns: list[str]) -> bool:
 # --- Where the inputs live, so the viewer opens a case wherever it reads the results from ---
 
 
-def inputs_roots(cases: list[Any], out: Path) -> dict[str, list[str]]:
+def inputs_roots(cases: list[Any], out: Path, *, keep_patient_identity: bool = False,
+                 pseudonymize: bool = False) -> dict[str, list[str]]:
     """run.json fields naming the folder(s) each case's ``source`` is relative to (the inputs'
     common parent): ``inputs_root_rel`` relative to the results folder ``out`` (both moved
     together), ``inputs_root`` absolute (the results folder moved alone). Kept out of
-    results.csv on purpose: one record per run, no path in every row."""
+    results.csv on purpose: one record per run, no path in every row.
+
+    A folder above the inputs can be named after the patient (``/archive/SMITH_JOHN/ct``):
+    such a root is left out (the viewer then needs ``--data-dir``), as is every root under
+    ``pseudonymize``, unless ``keep_patient_identity``."""
     import os
 
+    from medssl.io.path_privacy import holds_patient_data
+
     roots: list[Path] = []
+    withheld = 0
     for case in cases:
         rel = Path(str(case.source).partition("#series=")[0])
         path = Path(os.path.abspath(case.path))
         if rel.parts and path.parts[-len(rel.parts):] == rel.parts:
             root = path.parents[len(rel.parts) - 1]
-            if root not in roots:
+            private = pseudonymize or any(
+                part in getattr(case, "hidden", ()) or holds_patient_data(part, getattr(case, "patient", ()))
+                for part in root.parts)  # fmt: skip
+            if private and not keep_patient_identity:
+                withheld += 1
+            elif root not in roots:
                 roots.append(root)
+    if withheld:
+        log.info("run.json leaves out the inputs' folder for %d case(s): it holds patient data or --pseudonymize "
+                 "is on (open the results in the viewer with --data-dir)", withheld)
     relative = []
     for root in roots:
         try:

@@ -138,3 +138,18 @@ def test_names_in_any_script_are_matched():
     assert holds_patient_data("scan_ä77123", mueller) and not holds_patient_data("Mueller", mueller)
     yamada = patient_tokens({"PatientName": "Yamada^Tarou=山田^太郎=やまだ^たろう"})
     assert holds_patient_data("山田太郎_CT", yamada) and holds_patient_data("YAMADA-T", yamada)
+
+
+def test_run_record_leaves_out_a_patient_named_folder_above_the_inputs(tmp_path):
+    from medssl.inference.records import inputs_roots
+    from tests.unit.io.test_io_helpers import make_series
+
+    make_series(tmp_path / "archive" / "SENTINEL_DONOTLEAK" / "series", n=3)  # PatientName: the sentinel
+    make_series(tmp_path / "archive" / "plain" / "series", n=3)
+    named = collect_inputs([tmp_path / "archive" / "SENTINEL_DONOTLEAK" / "series"])
+    plain = collect_inputs([tmp_path / "archive" / "plain" / "series"])
+    out = tmp_path / "results"
+    assert inputs_roots(named, out) == {"inputs_root": [], "inputs_root_rel": []}
+    assert "DONOTLEAK" in inputs_roots(named, out, keep_patient_identity=True)["inputs_root"][0]
+    assert inputs_roots(plain, out)["inputs_root"] == [str(tmp_path / "archive" / "plain")]
+    assert inputs_roots(plain, out, pseudonymize=True)["inputs_root"] == []
