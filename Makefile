@@ -49,6 +49,9 @@ GPU_WHEELS := monai==1.6.1 pydicom==3.0.2 nibabel==5.4.2 pydantic==2.14.4 pydant
   annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 highdicom==0.28.2 \
   pyjpegls==1.5.1 pylibjpeg==2.1.0 pylibjpeg-libjpeg==2.5.0 pylibjpeg-openjpeg==2.6.0
 GPU_PLATFORMS := $(foreach n,2_17 2_28 2_31 2_34,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64
+# ../shared does not travel to the device machine: a copy of the unmodified reference rides
+# along in the ignored .whl/ for bench_ssl_step.py (never committed into the project).
 gpu-wheels:
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  $(GPU_PLATFORMS) -d .whl $(GPU_WHEELS)
+	mkdir -p .whl/reference && cp -r ../shared/reference/swinunetr_pretrain ../shared/reference/README.md .whl/reference/
