@@ -39,6 +39,14 @@ test: setup-test
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not e2e and not integration and not slow" $(PYTEST_ARGS)
 
+# Races against the reference code (benchmarks/run_all.py): one JSON line per figure, then a
+# Markdown table; at most 15 minutes on a 2-core CPU. bench-quick is the seconds-long smoke run.
+bench: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python benchmarks/run_all.py --out bench.jsonl
+
+bench-quick: setup
+	$(BIN)/python benchmarks/run_all.py --quick
+
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache test-artifacts
 
