@@ -111,18 +111,37 @@ class SeriesGroup:
 class FolderScan:
     groups: list[SeriesGroup]
     failed: list[tuple[str, str, str]]  # (relative name, error code, reason)
+    with_pixels: set[str] = field(default_factory=set)  # members whose dataset holds its pixel data
 
 
-def group_series(members: list[Member], limits: ReadLimits) -> FolderScan:
-    """Read every header; group by SeriesInstanceUID. Unreadable files go to ``failed``."""
+def _read_for_grouping(member: Member, limits: ReadLimits, with_pixels: bool) -> tuple[Dataset, bool]:
+    """The member's dataset, with its pixel data when asked and readable: a file whose full
+    read fails is read again for its headers alone, so it is grouped (and later fails) exactly
+    as in a headers-only pass."""
+    if with_pixels:
+        try:
+            return read_dataset(member, limits, headers_only=False), True
+        except InputError:
+            pass
+    return read_dataset(member, limits, headers_only=True), False
+
+
+def group_series(members: list[Member], limits: ReadLimits, *, with_pixels: bool = False) -> FolderScan:
+    """Read every header; group by SeriesInstanceUID. Unreadable files go to ``failed``.
+
+    ``with_pixels``: read each file whole, once, keeping its pixel data for the volume (names
+    in ``FolderScan.with_pixels``), instead of a second read per slice."""
     by_uid: dict[str, SeriesGroup] = {}
     failed: list[tuple[str, str, str]] = []
+    loaded: set[str] = set()
     for member in members:
         try:
-            ds = read_dataset(member, limits, headers_only=True)
+            ds, full = _read_for_grouping(member, limits, with_pixels)
         except InputError as err:
             failed.append((member.name, err.code, err.reason))
             continue
+        if full:
+            loaded.add(member.name)
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         kind, reason = classify(ds)
         if kind == "non-image" and _image_sop_class(ds):
@@ -140,7 +159,7 @@ def group_series(members: list[Member], limits: ReadLimits) -> FolderScan:
                           for m, _ in group.items)  # fmt: skip
             del by_uid[key]
     groups = sorted(by_uid.values(), key=lambda g: (g.kind != "image", -len(g.items), g.uid_hash))
-    return FolderScan(groups, failed)
+    return FolderScan(groups, failed, loaded)
 
 
 def select_series(scan: FolderScan, series_uid: str | None, source: str) -> SeriesGroup:
