@@ -28,20 +28,31 @@ def _sdpa_window_attention(self: WindowAttention, x: Tensor, mask: Tensor | None
     """WindowAttention.forward through ``scaled_dot_product_attention``, with gradients.
 
     Same parameters and maths as MONAI's forward (relative position bias + shift mask as an
-    additive bias); lets PyTorch pick a fused kernel in training too."""
+    additive bias); lets PyTorch pick a fused kernel in training too.
+
+    With a shift mask, the bias differs per window but not per sample. On the CPU the
+    windows get their own axis, (B/nW, nW, H, N, D), and the (nW, H, N, N) bias broadcasts
+    over the samples, so no (B, H, N, N) copy of it is made (forward and backward). CUDA's
+    fused kernels take 4-D inputs only, so there the bias is expanded as before."""
     b, n, c = x.shape
-    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+    h = self.num_heads
+    qkv = self.qkv(x).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, N, D]
     index = self.relative_position_index[:n, :n].reshape(-1)
     bias = self.relative_position_bias_table[index].reshape(n, n, -1).permute(2, 0, 1)  # [H, N, N]
-    if mask is not None:
-        nw = mask.shape[0]
-        bias = bias.view(1, 1, self.num_heads, n, n) + mask.reshape(1, nw, 1, n, n)
-        bias = bias.expand(b // nw, nw, self.num_heads, n, n).reshape(b, self.num_heads, n, n)
-    else:
-        bias = bias.unsqueeze(0)
     drop = self.attn_drop.p if self.training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop, scale=self.scale)
+    if mask is None:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0).to(q.dtype), dropout_p=drop,
+                                             scale=self.scale)  # fmt: skip
+    else:
+        nw = mask.shape[0]
+        bias = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(q.dtype)  # [nW, H, N, N]
+        if q.device.type == "cuda":
+            bias = bias.expand(b // nw, nw, h, n, n).reshape(b, h, n, n)
+        else:
+            q, k, v = (t.reshape(b // nw, nw, h, n, -1) for t in (q, k, v))  # [B/nW, nW, H, N, D]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop, scale=self.scale)
+        out = out.reshape(b, h, n, -1)
     return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
 
