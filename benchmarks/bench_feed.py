@@ -18,7 +18,7 @@ Figures (medians of interleaved repeats; below 1 medssl is faster or smaller):
   feed_warm_vs_persistent      ms per crop, PersistentDataset with its cache folder filled
   feed_peak_memory             MiB, main process peak + the largest worker's, warm trials
 ``equal`` (cold figures): medssl's cached volume equals MONAI's cached output for each file
-(max abs difference below 1e-5)."""
+(max abs difference below 1e-4 on the [0, 1] scale: float32 rounding in the resample)."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def same_volumes(files: list[Path], tmp: Path) -> tuple[bool, float]:
         if ours.shape != theirs.shape:
             return False, float("inf")
         worst = max(worst, float(np.abs(ours - theirs).max()))
-    return worst < 1e-5, worst
+    return worst < 1e-4, worst
 
 
 def inputs(args: argparse.Namespace, tmp: Path) -> list[Path]:

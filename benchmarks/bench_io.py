@@ -13,9 +13,10 @@ Figures (CPU seconds of this process, all its threads, medians of interleaved re
                           ``get_fdata(dtype=float32)``; equal: same voxels and affine
   index_cold / index_warm ``medssl data index`` (a fresh process; cold: no manifest, warm:
                           re-run over its own manifest) against a fresh process looping
-                          ``pydicom.dcmread(stop_before_pixels=True)`` over the same files
-                          (whole-process CPU, children's rusage); equal: the same series count
-                          and slices per series
+                          ``pydicom.dcmread(stop_before_pixels=True)`` over the same files and
+                          reading what the manifest reports (modality, rows, columns, spacing,
+                          orientation, positions) (whole-process CPU, children's rusage);
+                          equal: the same series count and slices per series
 The real series carries a planted patient-name sentinel: nothing here prints a tag value."""
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from racing import REPO, add_common_args, cpu_clock, emit_race, race, real_data_dir  # noqa: E402
 
+# What a user would write to list the series of a tree with what the manifest holds (modality,
+# shape, spacing): a header read of every file, the geometry elements decoded, nothing printed
+# but counts.
 HEADER_LOOP = """
 import sys, pathlib, pydicom
 rows = {}
@@ -43,8 +47,10 @@ for p in sorted(pathlib.Path(sys.argv[1]).rglob("*")):
     if p.is_file():
         ds = pydicom.dcmread(p, stop_before_pixels=True)
         key = (str(p.parent), ds.SeriesInstanceUID)
-        rows[key] = rows.get(key, 0) + 1
-print(len(rows), sorted(rows.values()))
+        geometry = (ds.Modality, ds.Rows, ds.Columns, tuple(ds.PixelSpacing), tuple(ds.ImageOrientationPatient),
+                    tuple(ds.ImagePositionPatient), ds.get("SliceThickness"), ds.get("InstanceNumber"))
+        rows.setdefault(key, []).append(geometry)
+print(len(rows), sorted(len(v) for v in rows.values()))
 """
 
 

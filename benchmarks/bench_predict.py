@@ -111,6 +111,11 @@ def write_seg(series: Path, mask: np.ndarray, affine: np.ndarray, path: Path) ->
     iop = np.asarray(datasets[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
     datasets.sort(key=lambda ds: float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float))))
+    for ds in datasets:  # type 2 attributes highdicom copies; real series often lack some
+        for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber", "ReferringPhysicianName", "StudyID",
+                        "StudyDate", "StudyTime"):  # fmt: skip
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     # the slice grid (columns, rows, slices) in RAS, to reorder the mask into frames exactly
     row_mm, col_mm = (float(v) for v in datasets[0].PixelSpacing)
     first, last = (np.asarray(ds.ImagePositionPatient, dtype=float) for ds in (datasets[0], datasets[-1]))

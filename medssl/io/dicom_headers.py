@@ -13,8 +13,8 @@ from pydicom.errors import InvalidDicomError
 from medssl.errors import (CorruptFileError, GeometryError, InputError, MedsslError, NotAScanError,
                            UnsupportedInputError)  # fmt: skip
 # Re-exported: the element accessors lived here before dicom_elements split off.
-from medssl.io.dicom_elements import (decode_all, optional_float, quiet_pydicom, required_int,  # noqa: F401
-                                      tag_float, tag_value)  # fmt: skip
+from medssl.io.dicom_elements import (ESSENTIAL, decode_all, optional_float, quiet_pydicom,  # noqa: F401
+                                      required_int, tag_float, tag_value)  # fmt: skip
 from medssl.io.limits import ReadLimits
 from medssl.io.notes import note
 from medssl.io.phi import is_uid_hash, uid_hash
@@ -36,13 +36,20 @@ LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "SURVEY"})
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
-def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> Dataset:
-    """One DICOM file, or a typed error naming the file (never its contents)."""
+# What probing headers reads (classify, SeriesGroup.info, stack_geometry): with
+# ``read_dataset(decode=PROBE_ELEMENTS)`` the other elements are never decoded.
+PROBE_ELEMENTS = ESSENTIAL | {"SeriesDescription", "SliceThickness", "StudyInstanceUID"}
+
+
+def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool,
+                 decode: frozenset[str] | None = None) -> Dataset:  # fmt: skip
+    """One DICOM file, or a typed error naming the file (never its contents). ``decode``: the
+    keywords to decode up front (and sequences); default every element (``decode_all``)."""
     check_member_size(member, limits)
     try:
         with quiet_pydicom(), member.open() as f:
             ds = pydicom.dcmread(f, stop_before_pixels=headers_only)
-            decode_all(ds, member.name)
+            decode_all(ds, member.name, only=decode)
             return ds
     except InvalidDicomError as err:
         raise NotAScanError("not a DICOM file (no DICM preamble or file meta)", source=member.name) from err
@@ -114,7 +121,8 @@ class FolderScan:
     with_pixels: set[str] = field(default_factory=set)  # members whose dataset holds its pixel data
 
 
-def _read_for_grouping(member: Member, limits: ReadLimits, with_pixels: bool) -> tuple[Dataset, bool]:
+def _read_for_grouping(member: Member, limits: ReadLimits, with_pixels: bool,
+                       decode: frozenset[str] | None = None) -> tuple[Dataset, bool]:  # fmt: skip
     """The member's dataset, with its pixel data when asked and readable: a file whose full
     read fails is read again for its headers alone, so it is grouped (and later fails) exactly
     as in a headers-only pass."""
@@ -123,20 +131,22 @@ def _read_for_grouping(member: Member, limits: ReadLimits, with_pixels: bool) ->
             return read_dataset(member, limits, headers_only=False), True
         except InputError:
             pass
-    return read_dataset(member, limits, headers_only=True), False
+    return read_dataset(member, limits, headers_only=True, decode=decode), False
 
 
-def group_series(members: list[Member], limits: ReadLimits, *, with_pixels: bool = False) -> FolderScan:
+def group_series(members: list[Member], limits: ReadLimits, *, with_pixels: bool = False,
+                 decode: frozenset[str] | None = None) -> FolderScan:  # fmt: skip
     """Read every header; group by SeriesInstanceUID. Unreadable files go to ``failed``.
 
     ``with_pixels``: read each file whole, once, keeping its pixel data for the volume (names
-    in ``FolderScan.with_pixels``), instead of a second read per slice."""
+    in ``FolderScan.with_pixels``), instead of a second read per slice. ``decode``: as for
+    ``read_dataset`` (headers only)."""
     by_uid: dict[str, SeriesGroup] = {}
     failed: list[tuple[str, str, str]] = []
     loaded: set[str] = set()
     for member in members:
         try:
-            ds, full = _read_for_grouping(member, limits, with_pixels)
+            ds, full = _read_for_grouping(member, limits, with_pixels, decode)
         except InputError as err:
             failed.append((member.name, err.code, err.reason))
             continue
