@@ -134,12 +134,13 @@ def _is_sequence(ds: Dataset, tag: int) -> bool:
     raw = ds.get_item(tag)
     if raw is None:
         return False
+    undefined = getattr(raw, "length", 0) == 0xFFFFFFFF  # a decoded DataElement has no length: not raw
     if raw.VR:
-        return raw.VR == "SQ" or raw.length == 0xFFFFFFFF
+        return raw.VR == "SQ" or undefined
     try:
-        return pydicom.datadict.dictionary_VR(tag) == "SQ" or raw.length == 0xFFFFFFFF
+        return pydicom.datadict.dictionary_VR(tag) == "SQ" or undefined
     except KeyError:
-        return raw.length == 0xFFFFFFFF
+        return undefined
 
 
 def decode_all(ds: Dataset, where: str, depth: int = 0, only: frozenset[str] | None = None) -> None:

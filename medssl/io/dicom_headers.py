@@ -140,7 +140,7 @@ def group_series(members: list[Member], limits: ReadLimits, *, with_pixels: bool
 
     ``with_pixels``: read each file whole, once, keeping its pixel data for the volume (names
     in ``FolderScan.with_pixels``), instead of a second read per slice. ``decode``: as for
-    ``read_dataset`` (headers only)."""
+    ``read_dataset`` (headers-only reads)."""
     by_uid: dict[str, SeriesGroup] = {}
     failed: list[tuple[str, str, str]] = []
     loaded: set[str] = set()

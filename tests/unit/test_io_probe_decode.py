@@ -1,11 +1,12 @@
 """Probing headers decodes only the elements it reads (and every sequence); on mutated real
-series it reports what decoding every element reported."""
+series and pydicom's sample series it reports what decoding every element reported."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,3 +48,19 @@ def test_probe_elements_cover_what_probing_reads():
     for keyword in ("SeriesInstanceUID", "Modality", "SOPClassUID", "ImageType", "Rows", "Columns",
                     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "InstanceNumber"):
         assert keyword in dicom_headers.PROBE_ELEMENTS
+
+
+@pytest.mark.parametrize("folder", ["dicomdirtests/98892001/CT5N", "dicomdirtests/77654033/CT2",
+                                    "dicomdirtests/98892003/MR700", "dicomdirtests/98892001/CT2N"])
+def test_pydicom_sample_series_probe_the_same_either_way(folder, monkeypatch):
+    """Implicit-VR files, where pydicom has already decoded some elements while reading."""
+    import os
+
+    from pydicom.data import get_testdata_file
+
+    path = Path(os.path.dirname(get_testdata_file("CT_small.dcm"))) / folder
+    if not path.is_dir():
+        pytest.skip(f"{folder} not in this pydicom")
+    few = _outcome(path)
+    monkeypatch.setattr(importlib.import_module("medssl.io.probe"), "PROBE_ELEMENTS", None)
+    assert few == _outcome(path)
