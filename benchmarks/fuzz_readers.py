@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.unit.io_fuzz_cases import build_corpus, run_many  # noqa: E402
+from tests.unit.io.io_fuzz_cases import build_corpus, run_many  # noqa: E402
 
 
 def main() -> int:

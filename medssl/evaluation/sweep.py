@@ -14,12 +14,17 @@ Protocol (what makes a difference trustworthy):
   augmentation; they differ only in the initial weights.
 - ``report.*`` is rewritten after each run and says ``partial`` until every arm holds every
   planned seed (see :mod:`medssl.evaluation.report`).
-Runs already finished in ``OUT/runs/`` are reused, so an interrupted sweep continues."""
+Runs already finished in ``OUT/runs/`` are reused, so an interrupted sweep continues.
+``sweep.parallel`` runs that many fine-tunes at once in separate processes."""
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -174,20 +179,78 @@ def run_sweep(cfg: SweepConfig, out: str | Path) -> dict[str, Any]:
         if not probe_path.is_file():
             _write_json(probe_path, run_segmentation_probe(cfg, pretrained, n_train=max(s.n_labeled)))
         extra["probe"] = json.loads(probe_path.read_text())
-    runs: list[dict[str, Any]] = []
-    for n in s.n_labeled:
-        for seed in s.seeds:
-            for arm in s.arms:
-                run_dir = out / "runs" / f"{arm}_n{n}_seed{seed}"
-                summary_path = run_dir / "summary.json"
-                if not summary_path.is_file():
-                    log.info("sweep: %s, %d labeled, seed %d", arm, n, seed)
-                    run_finetune(run_config(cfg, arm, n, seed, pretrained), run_dir)
-                result = json.loads(summary_path.read_text())
-                value, per_case, ids = _score(result, s.metric)
-                runs.append({"arm": arm, "n_labeled": n, "seed": seed, "value": value, "per_case": per_case,
-                             "test_cases": ids, "train_cases": result.get("train_cases"),
-                             "best_step": result.get("best_step"), "seconds": result.get("seconds"),
-                             "run": str(run_dir.relative_to(out))})
-                write_sweep_report(runs, out, metric=s.metric, n_boot=s.bootstrap, plan=plan, meta=meta, extra=extra)
+    if s.parallel > 1:
+        meta["parallel"] = f"{s.parallel} runs at once, {_threads(s.parallel)} torch thread(s) each"
+    planned = [(arm, n, seed) for n in s.n_labeled for seed in s.seeds for arm in s.arms]
+    done: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+    def finished(arm: str, n: int, seed: int) -> None:
+        run_dir = out / "runs" / f"{arm}_n{n}_seed{seed}"
+        result = json.loads((run_dir / "summary.json").read_text())
+        value, per_case, ids = _score(result, s.metric)
+        done[(arm, n, seed)] = {"arm": arm, "n_labeled": n, "seed": seed, "value": value, "per_case": per_case,
+                                "test_cases": ids, "train_cases": result.get("train_cases"),
+                                "best_step": result.get("best_step"), "seconds": result.get("seconds"),
+                                "run": str(run_dir.relative_to(out))}
+        runs = [done[k] for k in planned if k in done]  # plan order, whichever finished first
+        write_sweep_report(runs, out, metric=s.metric, n_boot=s.bootstrap, plan=plan, meta=meta, extra=extra)
+
+    todo = []
+    for key in planned:
+        if (out / "runs" / f"{key[0]}_n{key[1]}_seed{key[2]}" / "summary.json").is_file():
+            finished(*key)
+        else:
+            todo.append(key)
+    if s.parallel == 1 or len(todo) <= 1:
+        for arm, n, seed in todo:
+            log.info("sweep: %s, %d labeled, seed %d", arm, n, seed)
+            run_finetune(run_config(cfg, arm, n, seed, pretrained), out / "runs" / f"{arm}_n{n}_seed{seed}")
+            finished(arm, n, seed)
+    else:
+        _run_parallel(cfg, out, pretrained, todo, finished)
     return json.loads((out / "report.json").read_text())
+
+
+def _threads(parallel: int) -> int:
+    return max(1, (os.cpu_count() or 1) // parallel)
+
+
+def _worker_init(threads: int, level: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+
+
+def _worker_run(cfg: SweepConfig, arm: str, n: int, seed: int, pretrained: str | None, run_dir: Path) -> None:
+    log.info("sweep: %s, %d labeled, seed %d (worker %d)", arm, n, seed, os.getpid())
+    run_finetune(run_config(cfg, arm, n, seed, pretrained), run_dir)
+
+
+def _run_parallel(cfg: SweepConfig, out: Path, pretrained: str | None, todo: list[tuple[str, int, int]],
+                  finished) -> None:
+    """Fine-tunes in ``sweep.parallel`` spawned processes; the report grows as each ends.
+    A failed run stops the sweep once the others in flight are done (rerun to continue)."""
+    s = cfg.sweep
+    ctx = multiprocessing.get_context("spawn")  # no forked torch thread pools or CUDA state
+    level = logging.getLogger().getEffectiveLevel()
+    with ProcessPoolExecutor(s.parallel, mp_context=ctx, initializer=_worker_init,
+                             initargs=(_threads(s.parallel), level)) as pool:
+        pending = {pool.submit(_worker_run, cfg, arm, n, seed, pretrained,
+                               out / "runs" / f"{arm}_n{n}_seed{seed}"): (arm, n, seed) for arm, n, seed in todo}
+        error: BaseException | None = None
+        while pending:
+            ended, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in ended:
+                key = pending.pop(fut)
+                if fut.cancelled():
+                    continue
+                if fut.exception() is not None:
+                    error = error or fut.exception()
+                    for other in pending:
+                        other.cancel()
+                    continue
+                finished(*key)
+        if error is not None:
+            raise error

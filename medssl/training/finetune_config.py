@@ -64,6 +64,8 @@ class FinetuneTrainConfig(TrainConfig):
     val_every: int = Field(50, ge=1)
     patience: int = Field(0, ge=0)  # stop after this many validations without improvement; 0 = never
     augment: bool = True  # random flips and intensity scale/shift of training crops (same in every arm)
+    # balanced: classification, inverse class frequency; segmentation, cross-entropy weights
+    # 1/sqrt(voxel frequency) over the training labels. A list: one weight per class.
     class_weights: list[float] | Literal["balanced"] | None = "balanced"
 
 
@@ -118,6 +120,10 @@ class SweepSection(StrictModel):
     probe: bool = True  # frozen-feature segmentation probe of the pretrained vs a random encoder
     metric: str = "dice"
     bootstrap: int = Field(2000, ge=10)
+    # fine-tune runs at once, each in its own process with (CPU cores / parallel) torch
+    # threads: small networks gain nothing from a second thread, and two runs on two cores
+    # finish in about half the time of one after the other
+    parallel: int = Field(1, ge=1)
 
 
 class SweepConfig(FinetuneConfig):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,16 +24,16 @@ from medssl.artifacts.domain import training_domain
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
 from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained, open_weights
 from medssl.config import config_to_dict, save_config
-from medssl.devices import resolve_device
 from medssl.data.datalist import Splits, load_datalist
 from medssl.errors import CheckpointError, ConfigError
 from medssl.tasks.scoring import evaluate_cases
 from medssl.models import build_network
-from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
+from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights, voxel_class_weights
 from medssl.training.checkpoint import read_best, save_torch_file
 from medssl.training.config import TrainConfig
 from medssl.training.finetune_config import FinetuneConfig
 from medssl.data.labeled import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
+from medssl.training.distributed import DistInfo, setup_distributed
 from medssl.training.trainer import fit
 
 log = logging.getLogger("medssl.finetune")
@@ -129,7 +128,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
     splits = d.split(all_cases, n_train=d.n_train, train_seed=cfg.seed if d.n_train else None)
     train = [prepare_case(c, cfg, names) for c in splits.train]
     val = [prepare_case(c, cfg, names) for c in splits.val] or train
-    device = resolve_device(cfg.train.device)  # the trainer picks the same (rank-local under DDP)
+    info = setup_distributed(cfg.train.device)  # the trainer runs on the same (rank-local) device
+    device = info.device
     spec = network_spec(cfg, train[0].image.shape[0], len(names))
     network = build_network(spec).to(device)
     report = None
@@ -153,7 +153,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
         value = value["mean"] if isinstance(value, dict) else value
         return float(value) if np.isfinite(value) else 0.0
 
-    best = _train(cfg, task, network, train, validate, out)
+    best = _train(cfg, task, network, train, validate, out, info)
     network.load_state_dict(best["state_dict"])
     test = None
     if splits.test:
@@ -205,7 +205,7 @@ def _label_codes(cfg: FinetuneConfig) -> dict[str, Any] | None:
 
 
 def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list[PreparedCase],
-           validate, out: Path) -> dict[str, Any]:
+           validate, out: Path, info: DistInfo) -> dict[str, Any]:
     """Train with the shared trainer (resumable, DDP-ready); best weights by validation in ``best.pt``."""
     t = cfg.train
     make = _batch_maker(cfg, train)
@@ -237,26 +237,30 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
 
     def batches(position: int):
         while True:
-            yield make(_rng(cfg.seed, position))
+            yield make(_rng(cfg.seed, position, info.rank))
             position += 1
 
     trainer_cfg = TrainConfig(**{k: getattr(t, k) for k in TrainConfig.model_fields})
     fit(task, batches, trainer_cfg, out, config=config_to_dict(cfg), hooks=[val_hook],
-        param_groups=groups if per_stage_lr else None)
+        param_groups=groups if per_stage_lr else None, info=info)
     if not best["state_dict"]:
         raise CheckpointError(f"{out.name}: training finished without a validated checkpoint")
     return {**best, "seconds": time.perf_counter() - start}
 
 
-def _rng(seed: int, position: int) -> np.random.Generator:
-    """One generator per batch position (and DDP rank): the same batches after a resume."""
-    return np.random.default_rng([seed, position, int(os.environ.get("RANK", "0"))])
+def _rng(seed: int, position: int, rank: int) -> np.random.Generator:
+    """One generator per batch position and DDP rank: the same batches after a resume."""
+    return np.random.default_rng([seed, position, rank])
 
 
 def _task(cfg: FinetuneConfig, network: nn.Module, train: list[PreparedCase], names: dict[str, str]) -> nn.Module:
-    if cfg.task == "segmentation":
-        return SegmentationTask(network)
     cw = cfg.train.class_weights
+    if cfg.task == "segmentation":
+        if cw == "balanced":
+            cw = voxel_class_weights([c.label for c in train], len(names))
+        if cw is not None and len(cw) != len(names):
+            raise ConfigError(f"train.class_weights: {len(cw)} values for {len(names)} classes (background included)")
+        return SegmentationTask(network, cw)
     if cw == "balanced":
         cw = balanced_class_weights([c.cls for c in train], len(names))  # type: ignore[misc]
     return ClassificationTask(network, cw)

@@ -23,7 +23,7 @@ from medssl.cli import main
 from medssl.io import uid_hash
 from tests.e2e.conftest import screenshot_on_failure, start_viewer
 from tests.e2e.viewer_page import WAIT_MS, assert_page_has_no_phi, caption_of, overlay_pixels, pick, scroll_top, settle
-from tests.unit.test_inference_fixtures import threshold_artifact
+from tests.unit.inference.test_inference_fixtures import threshold_artifact
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realdata]
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from medssl.inference import Predictor
-from tests.unit.test_inference_fixtures import (
+from tests.unit.inference.test_inference_fixtures import (
     grid_affine,
     sphere_scan,
     threshold_artifact,

@@ -20,7 +20,7 @@ from medssl.artifacts.model import load_model_artifact, save_model_artifact
 from medssl.cli import main
 from medssl.data.phantom import make_phantom
 from medssl.io import write_nifti
-from tests.unit.test_inference_fixtures import unet_artifact
+from tests.unit.inference.test_inference_fixtures import unet_artifact
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -204,6 +204,19 @@ def test_sweep_pretrains_then_compares_arms(phantoms, tmp_path, capsys):
     probe = json.loads(capsys.readouterr().out)
     assert rc == 0 and probe["n_cases"] == 10 and 0.0 <= probe["knn_balanced_accuracy"] <= 1.0
     assert probe["pretrained"]["loaded"] == probe["pretrained"]["total"]
+    # the same runs again, two processes at once: same cases, same report shape, close values
+    par = tmp_path / "parallel"
+    rc = main(["sweep", "--config", str(CONFIGS / "smoke_sweep.yaml"), "--out", str(par), "sweep.parallel=2",
+               f"sweep.pretrained={out / 'pretrain' / 'encoder.pt'}", "sweep.n_labeled=[1]", "sweep.probe=false"])
+    assert rc == 0
+    preport = json.loads((par / "report.json").read_text())
+    assert preport["completeness"]["status"] == "final" and "2 runs at once" in preport["meta"]["parallel"]
+    serial = {(r["arm"], r["seed"]): r for r in report["runs"] if r["n_labeled"] == 1}
+    assert len(preport["runs"]) == len(serial) == 4
+    for r in preport["runs"]:
+        twin = serial[(r["arm"], r["seed"])]
+        assert r["train_cases"] == twin["train_cases"] and r["test_cases"] == twin["test_cases"]
+        assert r["value"] == pytest.approx(twin["value"], abs=0.1)  # thread counts differ: float order too
 
 
 @pytest.mark.realdata

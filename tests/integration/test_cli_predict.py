@@ -17,7 +17,7 @@ from medssl.cli import main
 from medssl.errors import EXIT_ALL_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from medssl.inference.predictor import Predictor
 from medssl.io.path_privacy import pseudonym
-from tests.unit.test_inference_fixtures import threshold_artifact
+from tests.unit.inference.test_inference_fixtures import threshold_artifact
 
 pytestmark = pytest.mark.integration
 N_SUBJECTS = 10

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from medssl.cli import main
 from tests.conftest import SENTINEL_TEXTS, assert_no_phi
 from tests.dciodvfy import dciodvfy_errors
-from tests.unit.test_inference_fixtures import threshold_artifact
+from tests.unit.inference.test_inference_fixtures import threshold_artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.realdata]
 BONE_HU = 300.0

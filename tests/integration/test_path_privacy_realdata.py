@@ -17,7 +17,7 @@ from medssl.cli import main
 from medssl.data.cache import VolumeCache
 from medssl.data.preprocess import PreprocessConfig
 from tests.conftest import SENTINEL_TEXTS, assert_no_phi
-from tests.unit.test_inference_fixtures import threshold_artifact
+from tests.unit.inference.test_inference_fixtures import threshold_artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.realdata]
 NAMED = "SENTINEL_DONOTLEAK_patient"

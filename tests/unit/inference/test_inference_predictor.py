@@ -17,7 +17,7 @@ from medssl.inference.window import (
     fallback_plan,
 )
 from medssl.models.registry import NETWORKS
-from tests.unit.test_inference_fixtures import (
+from tests.unit.inference.test_inference_fixtures import (
     grid_affine,
     sphere_scan,
     threshold_artifact,

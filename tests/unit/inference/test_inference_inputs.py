@@ -11,7 +11,7 @@ from medssl.data.phantom_io import write_dicom_series
 from medssl.inference.batch import shard
 from medssl.inference.inputs import collect_inputs, input_hash
 from medssl.inference.outputs import write_nifti
-from tests.unit.test_inference_fixtures import grid_affine
+from tests.unit.inference.test_inference_fixtures import grid_affine
 
 
 def _series(folder, seed):

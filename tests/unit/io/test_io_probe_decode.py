@@ -13,7 +13,7 @@ import pytest
 
 from medssl.errors import MedsslError
 from medssl.io import dicom_headers, probe
-from tests.unit.io_fuzz_cases import FUZZ_LIMITS, build_corpus, dicom_case
+from tests.unit.io.io_fuzz_cases import FUZZ_LIMITS, build_corpus, dicom_case
 
 pytestmark = pytest.mark.realdata
 

@@ -9,7 +9,7 @@ import torch
 from medssl.artifacts.bundle import export_bundle, load_bundle_network
 from medssl.artifacts.model import ModelArtifact
 from medssl.models import build_network
-from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights
+from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights, voxel_class_weights
 from medssl.training.finetune_config import FinetuneConfig
 from medssl.data.labeled import PreparedCase, sample_crops
 from medssl.training.finetune_run import encoder_stages, param_groups
@@ -45,6 +45,29 @@ def test_segmentation_loss_falls():
         opt.step()
         losses.append(float(out["loss"].detach()))
     assert set(out) >= {"loss", "dice_ce"} and losses[-1] < 0.7 * losses[0]
+
+
+def test_voxel_class_weights_by_hand():
+    label = np.zeros((10, 10, 10), dtype=np.uint8)
+    label[:1] = 1  # 10 % of voxels
+    label[1, 0, :4] = 2  # 0.4 %
+    w = voxel_class_weights([label], 4)  # class 3 absent
+    raw = np.array([1 / np.sqrt(0.896), 1 / np.sqrt(0.1), 1 / np.sqrt(0.004), 1 / np.sqrt(0.004)])
+    assert w == pytest.approx(list(raw / raw.mean()))
+    assert voxel_class_weights([np.zeros((2, 2, 2))], 3) == pytest.approx([1.0, 1.0, 1.0])
+
+
+@torch.no_grad()
+def test_segmentation_weights_only_the_cross_entropy():
+    torch.manual_seed(0)
+    net = build_network({"name": "cnn_unet", "out_channels": 2, **CNN})
+    batch = _blob_batch()
+    weights = [0.5, 2.0]
+    got = SegmentationTask(net, weights)(batch)["loss"]
+    logits = net(batch["image"])
+    dice = SegmentationTask(net).dice(logits, batch["label"])
+    ce = torch.nn.functional.cross_entropy(logits, batch["label"][:, 0], weight=torch.tensor(weights))
+    assert float(got) == pytest.approx(float(dice + ce), rel=1e-5)
 
 
 @torch.no_grad()

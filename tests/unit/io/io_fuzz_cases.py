@@ -3,7 +3,7 @@ DICOM slices and a real NIfTI volume, plus byte-level damage. ``run_case`` reads
 input and says how it ended: ``ok`` (a read that passed the sanity checks), ``error:<code>``
 (a typed ``MedsslError``), or ``untyped:<class>`` / ``bad_read:<why>`` / ``phi_leak`` (bugs).
 
-Used by ``tests/unit/test_io_fuzz.py`` (a few hundred cases) and ``benchmarks/fuzz_readers.py``
+Used by ``tests/unit/io/test_io_fuzz.py`` (a few hundred cases) and ``benchmarks/fuzz_readers.py``
 (thousands)."""
 
 from __future__ import annotations

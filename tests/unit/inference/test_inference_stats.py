@@ -11,7 +11,7 @@ from medssl.data.phantom import make_sphere_phantom
 from medssl.inference import Predictor
 from medssl.inference.stats import label_stats, voxel_volume_ml
 from medssl.io.scan import Scan
-from tests.unit.test_inference_fixtures import grid_affine, threshold_artifact
+from tests.unit.inference.test_inference_fixtures import grid_affine, threshold_artifact
 
 RADIUS = 10.0
 SPACING = (0.8, 0.9, 1.5)

@@ -13,7 +13,7 @@ from medssl.errors import GeometryError, InputError
 from medssl.io import case_id_for, dicom_tags, probe, read_scan, uid_hash
 from medssl.io import phi as phi_module
 from tests.conftest import assert_no_phi
-from tests.unit.test_io_helpers import SENTINEL_ID, SENTINEL_NAME, make_series
+from tests.unit.io.test_io_helpers import SENTINEL_ID, SENTINEL_NAME, make_series
 
 UID = "1.2.826.0.1.3680043.8.498.12345"
 

@@ -17,7 +17,7 @@ from pydicom.tag import Tag
 
 from medssl.errors import CorruptFileError, GeometryError
 from medssl.io import probe, read_scan
-from tests.unit.test_io_helpers import make_series
+from tests.unit.io.test_io_helpers import make_series
 
 NEAR_ORTHOGONAL_IOP = (1, 0, 0, 0.008, 0.99997, 0)  # rounded cosines as some scanners write them
 

@@ -22,7 +22,7 @@ from medssl.errors import (CorruptFileError, GeometryError, LimitExceededError, 
                            UnsupportedInputError)  # fmt: skip
 from medssl.io import ReadLimits, probe, read_scan
 from tests.conftest import assert_no_phi
-from tests.unit.io_fuzz_cases import claiming_syntax
+from tests.unit.io.io_fuzz_cases import claiming_syntax
 
 pytestmark = pytest.mark.realdata
 N = 12  # consecutive real slices: quick to copy and read

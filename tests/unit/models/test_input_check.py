@@ -51,7 +51,7 @@ def test_finetune_config_rejects_at_load_time():
 def test_cli_exit_code_is_config(tmp_path, capsys):
     from pathlib import Path
 
-    config = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "smoke_seg.yaml"
+    config = Path(__file__).resolve().parents[3] / "configs" / "finetune" / "smoke_seg.yaml"
     rc = main(["finetune", "--config", str(config), "--out", str(tmp_path / "run"), f"data.root={tmp_path}",
                "model.encoder.feature_size=48", "model.kwargs.norm_name=instance", "model.encoder.num_heads=[3,6,12,24]"])
     assert rc == EXIT_CONFIG

@@ -13,7 +13,7 @@ from medssl.inference.batch import BatchOptions, output_write_error, run_batch
 from medssl.inference.inputs import collect_inputs
 from medssl.inference.predictor import Predictor
 from medssl.io import write_nifti
-from tests.unit.test_inference_fixtures import grid_affine, sphere_scan, threshold_artifact
+from tests.unit.inference.test_inference_fixtures import grid_affine, sphere_scan, threshold_artifact
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from medssl.errors import (CorruptFileError, DecoderMissingError, GeometryError,
                            NotAScanError,
                            UnsupportedInputError)  # fmt: skip
 from medssl.io import ReadLimits, probe, read_dicom_datasets, read_scan, uid_hash
-from tests.unit.test_io_helpers import make_dataset, make_series
+from tests.unit.io.test_io_helpers import make_dataset, make_series
 
 PYDICOM_FILES = Path(os.path.dirname(get_testdata_file("CT_small.dcm")))
 CT5N = PYDICOM_FILES / "dicomdirtests/98892001/CT5N"

@@ -9,7 +9,7 @@ import pytest
 
 from medssl.errors import LimitExceededError, UnsupportedInputError
 from medssl.io import ReadLimits, probe, read_scan
-from tests.unit.test_io_helpers import make_series
+from tests.unit.io.test_io_helpers import make_series
 
 
 def _zip_folder(folder, target, prefix="series/"):

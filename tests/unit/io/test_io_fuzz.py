@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.unit.io_fuzz_cases import build_corpus, run_many
+from tests.unit.io.io_fuzz_cases import build_corpus, run_many
 
 pytestmark = pytest.mark.realdata
 CASES = 300

@@ -17,7 +17,7 @@ from medssl.inference.dicom_seg import write_dicom_seg
 from medssl.inference.outputs import write_nifti
 from medssl.io import read_dicom_datasets, read_scan
 from tests.dciodvfy import dciodvfy_errors
-from tests.unit.test_inference_fixtures import (
+from tests.unit.inference.test_inference_fixtures import (
     grid_affine,
     sphere_scan,
     threshold_artifact,

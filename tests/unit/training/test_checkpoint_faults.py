@@ -21,7 +21,7 @@ from medssl.training.checkpoint import (
     set_aside_unreadable_best,
 )
 from medssl.training.trainer import fit
-from tests.unit.test_trainer import Toy, batches, cfg
+from tests.unit.training.test_trainer import Toy, batches, cfg
 
 
 def _steps(run):
