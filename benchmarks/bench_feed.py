@@ -2,12 +2,13 @@
 PersistentDataset doing the same work with the same loader workers.
 
     python benchmarks/bench_feed.py           # the real CT NIfTIs of ../shared/data/real, 2 workers
-    python benchmarks/bench_feed.py --quick   # seconds: 2 small phantoms, 1 worker
+    python benchmarks/bench_feed.py --quick   # smoke: 2 small phantoms, loading in the main process
 
 Both sides: load .nii.gz, orient to RAS, resample to 1.5 x 1.5 x 2.0 mm (bilinear), CT window
 [-1000, 1000] HU -> [0, 1] (cached, deterministic), then per batch random 64^3 crops, 2 per
 volume, 4 per batch (random: medssl's foreground-aware sampler; MONAI
-RandSpatialCropSamplesd + SpatialPadd). Each trial is a fresh process.
+RandSpatialCropSamplesd + SpatialPadd). Each trial is a fresh process (``--quick``: all in
+this one, and no memory figure).
 
 Figures (medians of interleaved repeats; below 1 medssl is faster or smaller):
   feed_cold_vs_cachedataset    s from an empty cache to the last of N batches, against
@@ -106,27 +107,33 @@ def trial_monai(kind: str, files: list[Path], cache: Path, workers: int, n: int)
     return _batches(loader, n)
 
 
-def run_trial(args: argparse.Namespace) -> int:
+def trial(kind: str, files: list[Path], cache: Path, workers: int, batches: int) -> dict:
     import monai.data  # noqa: F401  -- imports are not what is timed
     import monai.transforms  # noqa: F401
 
     import medssl.data.feed  # noqa: F401
 
-    files = [Path(f) for f in args.files]
     start = time.perf_counter()
-    if args.trial == "medssl":
-        stamps, crops = trial_medssl(files, Path(args.cache), args.workers, args.batches)
+    if kind == "medssl":
+        stamps, crops = trial_medssl(files, cache, workers, batches)
     else:
-        stamps, crops = trial_monai(args.trial, files, Path(args.cache), args.workers, args.batches)
+        stamps, crops = trial_monai(kind, files, cache, workers, batches)
     warm = stamps[len(stamps) // 2:]
     warm_crops = BATCH * (len(warm) - 1)
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"total_s": stamps[-1] - start, "ms_per_crop": 1000 * (warm[-1] - warm[0]) / max(1, warm_crops),
-                      "crops": crops, "peak_mib": (own.ru_maxrss + kids.ru_maxrss) / 1024}))  # fmt: skip
+    return {"total_s": stamps[-1] - start, "ms_per_crop": 1000 * (warm[-1] - warm[0]) / max(1, warm_crops),
+            "crops": crops, "peak_mib": (own.ru_maxrss + kids.ru_maxrss) / 1024}  # fmt: skip
+
+
+def run_trial(args: argparse.Namespace) -> int:
+    print(json.dumps(trial(args.trial, [Path(f) for f in args.files], Path(args.cache), args.workers, args.batches)))
     return 0
 
 
-def _trial(kind: str, files: list[Path], cache: Path, workers: int, batches: int) -> dict:
+def _trial(kind: str, files: list[Path], cache: Path, workers: int, batches: int, fresh: bool = True) -> dict:
+    """One trial in a fresh process (``fresh``), or in this one (the smoke run: no peak memory)."""
+    if not fresh:
+        return trial(kind, files, cache, workers, batches)
     cmd = [sys.executable, __file__, "--trial", kind, "--cache", str(cache), "--workers", str(workers),
            "--batches", str(batches), "--files", *map(str, files)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -159,8 +166,8 @@ def inputs(args: argparse.Namespace, tmp: Path) -> list[Path]:
 
 def race(args: argparse.Namespace) -> int:
     repeats = args.repeats or (1 if args.quick else 5)
-    workers = 1 if args.quick else 2
-    batches = 4 if args.quick else 16
+    workers = 0 if args.quick else 2  # quick: no worker processes to start
+    batches = 3 if args.quick else 16
     with tempfile.TemporaryDirectory(prefix="medssl-bench-feed-") as tmp_name:
         tmp = Path(tmp_name)
         files = inputs(args, tmp)
@@ -169,11 +176,10 @@ def race(args: argparse.Namespace) -> int:
         for _ in range(repeats):
             for name in ("m", "p"):
                 shutil.rmtree(tmp / name, ignore_errors=True)
-            rows["m_cold"].append(_trial("medssl", files, tmp / "m", workers, batches))
-            rows["c"].append(_trial("cachedataset", files, tmp / "c", workers, batches))
-            rows["p_cold"].append(_trial("persistent", files, tmp / "p", workers, batches))
-            rows["m_warm"].append(_trial("medssl", files, tmp / "m", workers, batches))
-            rows["p_warm"].append(_trial("persistent", files, tmp / "p", workers, batches))
+            for key, kind, cache in (("m_cold", "medssl", "m"), ("c", "cachedataset", "c"),
+                                     ("p_cold", "persistent", "p"), ("m_warm", "medssl", "m"),
+                                     ("p_warm", "persistent", "p")):  # fmt: skip
+                rows[key].append(_trial(kind, files, tmp / cache, workers, batches, fresh=not args.quick))
     common = {"workers": workers, "batches": batches, "crops_per_batch": BATCH, "volumes": len(files)}
 
     def fig(name: str, a: str, b: str, key: str, unit: str, **extra) -> None:
@@ -185,7 +191,8 @@ def race(args: argparse.Namespace) -> int:
     fig("feed_cold_vs_persistent", "m_cold", "p_cold", "total_s", "s", equal=equal, max_abs_diff=diff)
     fig("feed_warm_vs_cachedataset", "m_warm", "c", "ms_per_crop", "ms/crop")
     fig("feed_warm_vs_persistent", "m_warm", "p_warm", "ms_per_crop", "ms/crop")
-    fig("feed_peak_memory", "m_warm", "c", "peak_mib", "MiB", note="vs CacheDataset; main + largest worker")
+    if not args.quick:  # the smoke run's trials share one process: no memory figure
+        fig("feed_peak_memory", "m_warm", "c", "peak_mib", "MiB", note="vs CacheDataset; main + largest worker")
     return 0
 
 

@@ -54,7 +54,8 @@ def test_predict_quick():
 
 def test_feed_quick():
     rows = _run("bench_feed.py")
-    assert {r["figure"] for r in rows} >= {"feed_cold_vs_cachedataset", "feed_warm_vs_cachedataset", "feed_peak_memory"}
+    assert {r["figure"] for r in rows} >= {"feed_cold_vs_cachedataset", "feed_cold_vs_persistent",
+                                           "feed_warm_vs_cachedataset", "feed_warm_vs_persistent"}
     assert all(r["equal"] is not False for r in rows), rows
 
 
