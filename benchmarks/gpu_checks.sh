@@ -67,8 +67,9 @@ check() {
 check ssl_loop 130 "$PY" benchmarks/pretrain_throughput.py --device cuda --steps 10 --warmup 3
 # The same step raced against the reference's SSLHead + Loss + rot_rand + aug_rand, fp16 autocast.
 check ssl_step 80 "$PY" benchmarks/bench_ssl_step.py --device cuda
-# Sliding-window inference, SwinUNETR 48 on 512x512x300: medssl's window runner vs plain MONAI fp16.
-check predict_window 110 "$PY" benchmarks/predict_throughput.py --device cuda --repeats 2 --sw-batch 4 8
+# Sliding-window inference, SwinUNETR 48 on 512x512x300: medssl's window runner vs plain MONAI, both
+# fp16 with Gaussian blending (ratio_vs_plain_gaussian; sw_batch 4 is the plain one's).
+check predict_window 110 "$PY" benchmarks/predict_throughput.py --device cuda --repeats 2 --sw-batch 4 8 --amp fp16
 # GPU tests (the benchmarks above already ran): short Swin pretraining on phantoms with falling
 # losses, the predictor on CUDA against the CPU, the window runner against plain MONAI.
 check gpu_tests 100 "$PY" -m pytest -q -x tests/gpu -k "losses_fall or matches_cpu or agrees"
