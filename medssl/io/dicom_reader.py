@@ -103,7 +103,17 @@ def read_dicom_datasets(path: str | Path, series_uid: str | None = None,
 
 def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
                limits: ReadLimits, case_id: str, members: list[Member] | None = None) -> Scan:  # fmt: skip
-    """``members``: the folder's files when the caller has walked it already.
+    """The chosen series as a ``Scan`` (see ``read_dicom_series``)."""
+    return read_dicom_series(path, series_uid=series_uid, allow_resample=allow_resample, reveal_phi=reveal_phi,
+                             limits=limits, case_id=case_id, members=members)[0]  # fmt: skip
+
+
+def read_dicom_series(path: Path, *, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
+                      limits: ReadLimits, case_id: str,
+                      members: list[Member] | None = None) -> tuple[Scan, list[Dataset]]:  # fmt: skip
+    """The chosen series as a ``Scan``, and its datasets in slice order without pixel data
+    (what a DICOM SEG writer needs, as ``read_dicom_datasets`` gives them, from this same
+    read). ``members``: the folder's files when the caller has walked it already.
 
     Each file is read once, pixels and all, when the files together take at most
     ``ONE_PASS_SHARE`` of the read budget; its pixel data is dropped once in the volume.
@@ -129,9 +139,10 @@ def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reve
         raise InputError(f"series {group.uid_hash}: volume holds NaN or infinite values", source=path.name,
                          code="non_finite")  # fmt: skip
     meta = _meta(head, headers, geo, group, found, path, resampled)
-    return Scan(array=volume, affine=affine, modality=group.modality, source=path.name, case_id=case_id,
+    scan = Scan(array=volume, affine=affine, modality=group.modality, source=path.name, case_id=case_id,
                 meta=meta, series=[g.info(reveal_phi) for g in found.groups],
                 phi=phi_from_dataset(head) if reveal_phi else {})  # fmt: skip
+    return scan, headers
 
 
 def _drop_pixels(ds: Dataset) -> None:
