@@ -15,7 +15,6 @@ import json
 import os
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,7 +88,3 @@ def cpu_clock() -> float:
 def add_common_args(parser) -> None:  # noqa: ANN001
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run at tiny sizes")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved timed repeats (median)")
-
-
-def python() -> str:
-    return sys.executable
