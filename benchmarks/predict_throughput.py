@@ -129,6 +129,7 @@ def run_swin(args: argparse.Namespace, device: torch.device) -> None:
         probs = torch.softmax(out, 1)
         emit(figure="medssl_window_seconds", seconds=round(t_ours, 3), sw_batch_size=sw_batch, amp=args.amp,
              compile=args.compile, stitch=runner.last_plan[1], ratio_vs_plain_constant=round(t_ours / t_const, 3),
+             ratio_vs_plain_gaussian=round(t_ours / t_gauss, 3),
              max_abs_diff_softmax=round(float((probs - ref_probs).abs().max()), 4),
              argmax_agreement=round(float((probs.argmax(1) == ref_probs.argmax(1)).float().mean()), 5), **common)  # fmt: skip
         del out, probs

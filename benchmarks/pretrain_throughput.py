@@ -1,16 +1,16 @@
 """Pretraining throughput: one JSON line per figure.
 
     python benchmarks/pretrain_throughput.py --device cpu                 # tiny, a minute on a CPU
-    python benchmarks/pretrain_throughput.py --device cuda --baseline     # reference config on a GPU
+    python benchmarks/pretrain_throughput.py --device cuda                # reference config on a GPU
     python benchmarks/pretrain_throughput.py --device cuda --compile
 
 Figures: ``full_step`` (crops/s of the real training loop, data fed from .nii.gz files on
 disk through the volume cache, median step after warm-up), ``data_wait`` (share of step time
 spent waiting for data), ``model_step`` (crops/s of the training step on a batch already on
 the device: view generation + forward + backward + optimizer), ``augment`` (s per step of the
-on-device views, rotations and masks), ``peak_memory`` (GiB, CUDA); with ``--baseline`` also
-``baseline_augment`` (s per step of the reference's per-sample Python-loop rotation and
-masking on the same device). The GPU reference: Swin feature_size 48, 96^3 views, 4 crops per
+on-device views, rotations and masks), ``peak_memory`` (GiB, CUDA). The race against the
+real reference step (its SSLHead, Loss, rot_rand, aug_rand) is benchmarks/bench_ssl_step.py.
+The GPU reference: Swin feature_size 48, 96^3 views, 4 crops per
 step with 2 views each, inpainting + contrastive + rotation, bf16."""
 
 from __future__ import annotations
@@ -112,56 +112,6 @@ def model_step(cfg: PretrainConfig, device: torch.device, args: argparse.Namespa
             aug.append(time.perf_counter() - t1)
     emit("model_step", cfg.data.batch_size / statistics.median(times), "crops/s", amp=str(dtype))
     emit("augment", statistics.median(aug), "s/step")
-    if args.baseline:
-        emit("rot_mask", rot_mask(task, batch["image"], cfg, args), "s/step",
-             note="medssl's batched rotation + masking alone, the part the baseline covers")
-        emit("baseline_augment", baseline_augment(batch["image"], cfg, args), "s/step",
-             note="reference-style per-sample Python loops (rotation + box dropout), same device")
-
-
-def rot_mask(task, region: torch.Tensor, cfg: PretrainConfig, args: argparse.Namespace) -> float:  # noqa: ANN001
-    from medssl.data.ssl_views import apply_rotation
-
-    size = cfg.data.side
-    x = torch.cat([region, region])[:, :, :size, :size, :size].contiguous()
-    gen = torch.Generator(device=x.device).manual_seed(0)
-    times = []
-    for i in range(args.warmup + args.steps):
-        sync(x.device)
-        t0 = time.perf_counter()
-        k = torch.randint(0, 4, (x.shape[0],), generator=gen, device=x.device)
-        y = apply_rotation(x, k)
-        if task.inpaint is not None:
-            task.inpaint.mask(y, gen)
-        sync(x.device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def baseline_augment(region: torch.Tensor, cfg: PretrainConfig, args: argparse.Namespace) -> float:
-    """The reference's rot_rand + aug_rand shape of work: a Python loop per sample (and per box)."""
-    size = cfg.data.side
-    x = torch.cat([region, region])[:, :, :size, :size, :size].contiguous()
-    times = []
-    for i in range(args.warmup + args.steps):
-        sync(x.device)
-        t0 = time.perf_counter()
-        out = torch.empty_like(x)
-        for j in range(x.shape[0]):  # rot_rand
-            out[j] = torch.rot90(x[j], int(torch.randint(0, 4, (1,))), dims=(1, 2))
-        for j in range(x.shape[0]):  # aug_rand: drop random boxes until ~30 % is masked
-            masked, total = 0, size**3
-            while masked < 0.3 * total:
-                s = [int(torch.randint(size // 8, size // 4, (1,))) for _ in range(3)]
-                o = [int(torch.randint(0, size - n, (1,))) for n in s]
-                out[j, :, o[0]:o[0] + s[0], o[1]:o[1] + s[1], o[2]:o[2] + s[2]] = torch.normal(
-                    0, 0.2, size=(1, *s), device=x.device)
-                masked += s[0] * s[1] * s[2]
-        sync(x.device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=8, help="loader workers on GPU")
     p.add_argument("--cohort", type=int, default=None, help="phantom volumes on disk (default 16 GPU, 4 CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the task")
-    p.add_argument("--baseline", action="store_true", help="also time the reference-style augmentation loops")
     p.add_argument("--skip-full", action="store_true", help="only the model-alone figures")
     args = p.parse_args(argv)
     gpu = args.device == "cuda"

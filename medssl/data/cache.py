@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ class VolumeCache:
         self._read = read
         self._fingerprints: dict[tuple[str, int, int], str] = {}
         self.misses = 0  # entries this instance decoded
+        self._count = threading.Lock()  # threads may fill entries at once (CropSampler.prepare)
 
     def fingerprint(self, path: str | Path) -> str:
         """Content hash of a file (memoised on path, size and mtime, also on disk), or the
@@ -157,7 +159,8 @@ class VolumeCache:
         }
         _atomic_write(meta, lambda fh: fh.write(json.dumps(info, indent=1)), mode="w")
         _atomic_write(npy, lambda fh: np.save(fh, np.ascontiguousarray(array, dtype=np.float32)))
-        self.misses += 1
+        with self._count:
+            self.misses += 1
 
     def _labels(self, path: Path, scan: Any) -> dict[str, str]:
         """``source`` and ``case_id`` for the index, patient names in paths masked."""

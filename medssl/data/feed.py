@@ -149,17 +149,39 @@ class CropSampler:
                 break
         return mask_label(label, read_patient_tokens(path))
 
+    def _fill(self, i: int) -> InputError | None:
+        """Decode volume ``i`` into the cache (a no-op when it is there); its read error, if any."""
+        path, series = self.volumes[i]
+        try:
+            self._cache.get(path, self.cfg.preprocessing, series)
+        except InputError as err:
+            return err
+        return None
+
     def prepare(self) -> list[tuple[int, ...]]:
         """Decode every volume of this shard into the cache now; returns their shapes.
 
-        Scans that fail to read (InputError) are logged by relative path and error code and
-        left out of the stream. Raises InputError when none of them can be read."""
+        Volumes missing from the cache are decoded by ``cfg.workers`` threads at once
+        (reading, inflating and resampling release the GIL); the cache's per-key locks keep
+        other processes from decoding the same one. Scans that fail to read (InputError)
+        are logged by relative path and error code and left out of the stream. Raises
+        InputError when none of them can be read."""
+        if self._cache is None:
+            self._cache = open_cache(self.cache_dir)
+        threads = max(1, min(self.cfg.workers, len(self.volumes)))
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads, thread_name_prefix="medssl-decode") as pool:
+                errors = list(pool.map(self._fill, range(len(self.volumes))))
+        else:
+            errors = [self._fill(i) for i in range(len(self.volumes))]
         kept, shapes = [], []
-        for i, (path, series) in enumerate(self.volumes):
-            try:
+        for i, ((path, series), err) in enumerate(zip(self.volumes, errors)):
+            if err is None:
                 shapes.append(tuple(self._volume(i)[0].shape))
                 kept.append((path, series))
-            except InputError as err:
+            else:
                 log.warning("skipping %s: [%s] %s", self._display(path), err.code, err.reason)
         if not kept:
             raise InputError(f"none of the {len(self.volumes)} scans could be read (see the warnings above); "

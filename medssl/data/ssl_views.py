@@ -42,12 +42,26 @@ def apply_crop(region: Tensor, offsets: Tensor, size: int) -> Tensor:
 # --- photometric / geometric augmentation ------------------------------------------------
 
 
+def _by_group(x: Tensor, groups: Tensor, n_groups: int, fn) -> Tensor:  # noqa: ANN001
+    """``fn(x[groups == g], g)`` for every group g present (samples of group 0 are kept as
+    they are): each sample is transformed once, by its own group's operation."""
+    present = torch.bincount(groups, minlength=n_groups).tolist()
+    if present[0] == x.shape[0]:
+        return x
+    out = x.clone()
+    for g in range(1, n_groups):
+        if present[g]:
+            sel = groups == g
+            out[sel] = fn(x[sel], g)
+    return out
+
+
 def apply_flips(x: Tensor, flips: Tensor) -> Tensor:
-    """Flip sample i along spatial axis d where ``flips[i, d]`` (bool (B, 3)) is true."""
-    for d in range(3):
-        sel = flips[:, d].view(-1, 1, 1, 1, 1)
-        x = torch.where(sel, x.flip(2 + d), x)
-    return x
+    """Flip sample i along spatial axis d where ``flips[i, d]`` (bool (B, 3)) is true.
+
+    Samples are grouped by their combination of flipped axes; each is flipped once."""
+    code = (flips.long() * torch.tensor([1, 2, 4], device=flips.device)).sum(1)  # [B] in 0..7
+    return _by_group(x, code, 8, lambda part, c: part.flip([2 + d for d in range(3) if c >> d & 1]))
 
 
 def apply_intensity(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
@@ -83,9 +97,8 @@ def gaussian_blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
 def apply_rotation(x: Tensor, k: Tensor) -> Tensor:
     """Rotate sample i by ``k[i]`` x 90 degrees in the (X, Y) plane (cubic crops).
 
-    k: (B,) integers in 0..3. Computes the four rotations of the batch and picks one each."""
-    rots = torch.stack([torch.rot90(x, r, dims=(2, 3)) for r in range(4)])  # [4, B, C, X, Y, Z]
-    return rots[k, torch.arange(x.shape[0], device=x.device)]
+    k: (B,) integers in 0..3. Each sample is rotated once, by its own k."""
+    return _by_group(x, k.long(), 4, lambda part, r: torch.rot90(part, r, dims=(2, 3)))
 
 
 # --- masking ------------------------------------------------------------------------------
@@ -158,7 +171,9 @@ def two_views(
     """Two augmented ``size``^3 views of each region (B, C, R, R, R), R >= size.
 
     Each view: a random crop (offset up to R - size per axis), random flips, intensity
-    scale/shift, Gaussian blur with probability ``blur_prob`` and Gaussian noise.
+    scale/shift, Gaussian blur with probability ``blur_prob`` and Gaussian noise. Only the
+    work that changes a view is done (no blur pass over unblurred views, no flip pass over
+    unflipped ones); the random draws are the same either way.
     Returns (2B, C, size, size, size): rows 0..B-1 are view 1, rows B..2B-1 view 2."""
     b = region.shape[0]
     n = 2 * b
@@ -168,10 +183,12 @@ def two_views(
     x = apply_flips(x, _rand((n, 3), gen) < flip_prob)
     scale = 1 + (2 * _rand((n,), gen) - 1) * intensity_scale
     shift = (2 * _rand((n,), gen) - 1) * intensity_shift
-    x = apply_intensity(x, scale, shift)
+    if intensity_scale or intensity_shift:
+        x = apply_intensity(x, scale, shift)
     if blur_prob > 0 and blur_sigma > 0:
         sigma = torch.where(_rand((n,), gen) < blur_prob, _rand((n,), gen) * blur_sigma, torch.zeros(n, device=x.device))
-        x = gaussian_blur(x, sigma, radius=max(1, math.ceil(2 * blur_sigma)))
+        x = _by_group(x, (sigma > 0).long(), 2,
+                      lambda part, _: gaussian_blur(part, sigma[sigma > 0], radius=max(1, math.ceil(2 * blur_sigma))))
     if noise_std > 0:
         x = apply_noise(x, _rand((n,), gen) * noise_std, gen)
     return x

@@ -213,11 +213,15 @@ def _load(predictor: Predictor, case: CaseInput, opts: BatchOptions, settings: s
             loaded.kept = record
             return loaded
         io = io_api()
-        scan = io.read_scan(case.path, series_uid=case.series, allow_resample=opts.allow_resample)
+        if case.kind == "dicom" and opts.dicom_seg and predictor.task == "segmentation":
+            # the SEG's source headers come from the same read: the files are read once
+            scan, datasets = io.read_scan_and_datasets(case.path, series_uid=case.series,
+                                                       allow_resample=opts.allow_resample)  # fmt: skip
+            loaded.datasets = list(datasets or [])
+        else:
+            scan = io.read_scan(case.path, series_uid=case.series, allow_resample=opts.allow_resample)
         scan.case_id = case.case_id
         scan.source = case.source
-        if case.kind == "dicom" and opts.dicom_seg and predictor.task == "segmentation":
-            loaded.datasets = list(io.read_dicom_datasets(case.path, series_uid=case.series))
         loaded.scan = scan
         loaded.prepared = predictor.prepare(scan)
     except Exception as err:  # noqa: BLE001 - recorded as this input's failure

@@ -15,6 +15,33 @@ def same_grid(affine_a: np.ndarray, shape_a: tuple[int, ...], affine_b: np.ndarr
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=1e-4)
 
 
+def axis_map(src_affine: np.ndarray, src_shape: tuple[int, ...], dst_affine: np.ndarray,
+             dst_shape: tuple[int, ...], atol: float = 1e-4) -> tuple[list[int], list[int]] | None:
+    """When the ``dst`` grid holds exactly the ``src`` grid's voxel centres, only with its axes
+    reordered or reversed: (perm, flipped) such that dst axis a is src axis ``perm[a]``,
+    reversed for a in ``flipped``. Otherwise None (an interpolation is needed)."""
+    t = np.linalg.solve(np.asarray(src_affine, dtype=np.float64), np.asarray(dst_affine, dtype=np.float64))
+    rot, shift = t[:3, :3], t[:3, 3]  # src index = rot @ dst index + shift
+    if not np.allclose(np.abs(rot).sum(0), 1, atol=atol) or not np.allclose(np.abs(rot), np.abs(rot).round(), atol=atol):
+        return None
+    perm = [int(np.argmax(np.abs(rot[:, a]))) for a in range(3)]
+    if sorted(perm) != [0, 1, 2]:
+        return None
+    flipped = []
+    for a, p in enumerate(perm):
+        n = src_shape[p]
+        if dst_shape[a] != n:
+            return None
+        sign = rot[p, a]
+        if sign > 0 and abs(shift[p]) < atol:
+            continue
+        if sign < 0 and abs(shift[p] - (n - 1)) < atol:
+            flipped.append(a)
+            continue
+        return None
+    return perm, flipped
+
+
 def resample_to_grid(
     data: Tensor,
     src_affine: np.ndarray,
@@ -25,9 +52,15 @@ def resample_to_grid(
     """``data`` (C, X, Y, Z) on the ``src_affine`` grid -> (C, *dst_shape) on the ``dst_affine`` grid.
 
     ``mode`` "bilinear" (trilinear in 3D) for probabilities, "nearest" for labels. Target voxels
-    outside the source volume get 0. Runs on ``data``'s device."""
+    outside the source volume get 0. Runs on ``data``'s device. Grids that differ only by axis
+    order and direction (a reorientation without respacing) are permuted and flipped exactly."""
     if same_grid(src_affine, data.shape[1:], dst_affine, dst_shape):
         return data
+    axes = axis_map(src_affine, tuple(data.shape[1:]), dst_affine, tuple(dst_shape))
+    if axes is not None:  # the same voxels in another axis order / direction: exact, no interpolation
+        perm, flips = axes
+        out = data.permute(0, *(1 + a for a in perm))
+        return (out.flip([1 + a for a in flips]) if flips else out).contiguous()
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample
 

@@ -129,12 +129,33 @@ def required_int(ds: Dataset, keyword: str, where: str) -> int:
     return value
 
 
-def decode_all(ds: Dataset, where: str, depth: int = 0) -> None:
+def _is_sequence(ds: Dataset, tag: int) -> bool:
+    """Whether a (possibly still raw) element is a sequence, without decoding its value."""
+    raw = ds.get_item(tag)
+    if raw is None:
+        return False
+    undefined = getattr(raw, "length", 0) == 0xFFFFFFFF  # a decoded DataElement has no length: not raw
+    if raw.VR:
+        return raw.VR == "SQ" or undefined
+    try:
+        return pydicom.datadict.dictionary_VR(tag) == "SQ" or undefined
+    except KeyError:
+        return undefined
+
+
+def decode_all(ds: Dataset, where: str, depth: int = 0, only: frozenset[str] | None = None) -> None:
     """Decode every element now, inside the read's error handling: an essential element that
-    cannot be decoded is CorruptFileError naming its keyword; any other one is dropped."""
+    cannot be decoded is CorruptFileError naming its keyword; any other one is dropped.
+
+    ``only``: top-level elements outside this set of keywords stay undecoded, for a caller
+    that reads those keywords alone and drops the dataset (headers for an index); sequences
+    are still decoded throughout, so nesting limits hold the same."""
     if depth > MAX_SEQUENCE_DEPTH:
         raise CorruptFileError("DICOM sequences nested too deeply", source=where)
     for tag in list(ds.keys()):
+        if only is not None and depth == 0 and pydicom.datadict.keyword_for_tag(tag) not in only \
+                and not _is_sequence(ds, tag):  # fmt: skip
+            continue
         try:
             elem = ds[tag]
             if depth == 0:

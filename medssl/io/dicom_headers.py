@@ -13,8 +13,8 @@ from pydicom.errors import InvalidDicomError
 from medssl.errors import (CorruptFileError, GeometryError, InputError, MedsslError, NotAScanError,
                            UnsupportedInputError)  # fmt: skip
 # Re-exported: the element accessors lived here before dicom_elements split off.
-from medssl.io.dicom_elements import (decode_all, optional_float, quiet_pydicom, required_int,  # noqa: F401
-                                      tag_float, tag_value)  # fmt: skip
+from medssl.io.dicom_elements import (ESSENTIAL, decode_all, optional_float, quiet_pydicom,  # noqa: F401
+                                      required_int, tag_float, tag_value)  # fmt: skip
 from medssl.io.limits import ReadLimits
 from medssl.io.notes import note
 from medssl.io.phi import is_uid_hash, uid_hash
@@ -36,13 +36,20 @@ LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "SURVEY"})
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
-def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool) -> Dataset:
-    """One DICOM file, or a typed error naming the file (never its contents)."""
+# What probing headers reads (classify, SeriesGroup.info, stack_geometry): with
+# ``read_dataset(decode=PROBE_ELEMENTS)`` the other elements are never decoded.
+PROBE_ELEMENTS = ESSENTIAL | {"SeriesDescription", "SliceThickness", "StudyInstanceUID"}
+
+
+def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool,
+                 decode: frozenset[str] | None = None) -> Dataset:  # fmt: skip
+    """One DICOM file, or a typed error naming the file (never its contents). ``decode``: the
+    keywords to decode up front (and sequences); default every element (``decode_all``)."""
     check_member_size(member, limits)
     try:
         with quiet_pydicom(), member.open() as f:
             ds = pydicom.dcmread(f, stop_before_pixels=headers_only)
-            decode_all(ds, member.name)
+            decode_all(ds, member.name, only=decode)
             return ds
     except InvalidDicomError as err:
         raise NotAScanError("not a DICOM file (no DICM preamble or file meta)", source=member.name) from err
@@ -111,18 +118,40 @@ class SeriesGroup:
 class FolderScan:
     groups: list[SeriesGroup]
     failed: list[tuple[str, str, str]]  # (relative name, error code, reason)
+    with_pixels: set[str] = field(default_factory=set)  # members whose dataset holds its pixel data
 
 
-def group_series(members: list[Member], limits: ReadLimits) -> FolderScan:
-    """Read every header; group by SeriesInstanceUID. Unreadable files go to ``failed``."""
+def _read_for_grouping(member: Member, limits: ReadLimits, with_pixels: bool,
+                       decode: frozenset[str] | None = None) -> tuple[Dataset, bool]:  # fmt: skip
+    """The member's dataset, with its pixel data when asked and readable: a file whose full
+    read fails is read again for its headers alone, so it is grouped (and later fails) exactly
+    as in a headers-only pass."""
+    if with_pixels:
+        try:
+            return read_dataset(member, limits, headers_only=False), True
+        except InputError:
+            pass
+    return read_dataset(member, limits, headers_only=True, decode=decode), False
+
+
+def group_series(members: list[Member], limits: ReadLimits, *, with_pixels: bool = False,
+                 decode: frozenset[str] | None = None) -> FolderScan:  # fmt: skip
+    """Read every header; group by SeriesInstanceUID. Unreadable files go to ``failed``.
+
+    ``with_pixels``: read each file whole, once, keeping its pixel data for the volume (names
+    in ``FolderScan.with_pixels``), instead of a second read per slice. ``decode``: as for
+    ``read_dataset`` (headers-only reads)."""
     by_uid: dict[str, SeriesGroup] = {}
     failed: list[tuple[str, str, str]] = []
+    loaded: set[str] = set()
     for member in members:
         try:
-            ds = read_dataset(member, limits, headers_only=True)
+            ds, full = _read_for_grouping(member, limits, with_pixels, decode)
         except InputError as err:
             failed.append((member.name, err.code, err.reason))
             continue
+        if full:
+            loaded.add(member.name)
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         kind, reason = classify(ds)
         if kind == "non-image" and _image_sop_class(ds):
@@ -140,7 +169,7 @@ def group_series(members: list[Member], limits: ReadLimits) -> FolderScan:
                           for m, _ in group.items)  # fmt: skip
             del by_uid[key]
     groups = sorted(by_uid.values(), key=lambda g: (g.kind != "image", -len(g.items), g.uid_hash))
-    return FolderScan(groups, failed)
+    return FolderScan(groups, failed, loaded)
 
 
 def select_series(scan: FolderScan, series_uid: str | None, source: str) -> SeriesGroup:

@@ -25,6 +25,7 @@ from medssl.io.sources import Member, read_zip, walk_folder
 
 log = logging.getLogger(__name__)
 MAX_LISTED_FAILURES = 20
+ONE_PASS_SHARE = 0.25  # files up to this share of ReadLimits.max_bytes are read whole, once
 
 
 def dicom_members(path: Path, limits: ReadLimits) -> list[Member]:
@@ -35,9 +36,10 @@ def dicom_members(path: Path, limits: ReadLimits) -> list[Member]:
     return [Member(name=path.name, size=path.stat().st_size, path=path)]
 
 
-def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits,
-                   members: list[Member] | None = None) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
-    found = group_series(dicom_members(path, limits) if members is None else members, limits)
+def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits, members: list[Member] | None = None,
+                   with_pixels: bool = False) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
+    members = dicom_members(path, limits) if members is None else members
+    found = group_series(members, limits, with_pixels=with_pixels)
     # Files that fail to read and may be slices: DICOM-like ones, and any named as DICOM (a
     # damaged preamble reads as "not DICOM"); other stray files are skipped.
     broken = [f for f in found.failed if f[1] != NotAScanError.code or f[0].lower().endswith(DICOM_SUFFIXES)]
@@ -101,16 +103,35 @@ def read_dicom_datasets(path: str | Path, series_uid: str | None = None,
 
 def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
                limits: ReadLimits, case_id: str, members: list[Member] | None = None) -> Scan:  # fmt: skip
-    """``members``: the folder's files when the caller has walked it already. Slices are read
-    one file at a time into the volume, so a read holds the volume and one file."""
-    found, group = _chosen_series(path, series_uid, limits, members)
+    """The chosen series as a ``Scan`` (see ``read_dicom_series``)."""
+    return read_dicom_series(path, series_uid=series_uid, allow_resample=allow_resample, reveal_phi=reveal_phi,
+                             limits=limits, case_id=case_id, members=members)[0]  # fmt: skip
+
+
+def read_dicom_series(path: Path, *, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
+                      limits: ReadLimits, case_id: str,
+                      members: list[Member] | None = None) -> tuple[Scan, list[Dataset]]:  # fmt: skip
+    """The chosen series as a ``Scan``, and its datasets in slice order without pixel data
+    (what a DICOM SEG writer needs, as ``read_dicom_datasets`` gives them, from this same
+    read). ``members``: the folder's files when the caller has walked it already.
+
+    Each file is read once, pixels and all, when the files together take at most
+    ``ONE_PASS_SHARE`` of the read budget; its pixel data is dropped once in the volume.
+    Otherwise the headers are read first and the slices one file at a time, so the read
+    holds the volume and one file."""
+    members = dicom_members(path, limits) if members is None else members
+    one_pass = sum(m.size for m in members) <= ONE_PASS_SHARE * limits.max_bytes
+    found, group = _chosen_series(path, series_uid, limits, members, with_pixels=one_pass)
     files, headers, geo = _sorted_series(group, limits, path.name, volume_copies=1 + allow_resample)
     head = headers[0]
     cols, rows = required_int(head, "Columns", files[0].name), required_int(head, "Rows", files[0].name)
     volume = allocate_volume((cols, rows, len(files)), path.name)
-    for k, member in enumerate(files):
-        ds = read_dataset(member, limits, headers_only=False)
+    for k, (member, ds) in enumerate(zip(files, headers)):
+        if member.name not in found.with_pixels:
+            ds = read_dataset(member, limits, headers_only=False)
         volume[:, :, k] = slice_pixels(ds, member.name).T
+        if member.name in found.with_pixels:
+            _drop_pixels(ds)
     volume, affine, resampled = _regularise(volume, geo, group.uid_hash, path.name, allow_resample)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise GeometryError(f"series {group.uid_hash}: affine is singular or not finite", source=path.name)
@@ -118,9 +139,18 @@ def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reve
         raise InputError(f"series {group.uid_hash}: volume holds NaN or infinite values", source=path.name,
                          code="non_finite")  # fmt: skip
     meta = _meta(head, headers, geo, group, found, path, resampled)
-    return Scan(array=volume, affine=affine, modality=group.modality, source=path.name, case_id=case_id,
+    scan = Scan(array=volume, affine=affine, modality=group.modality, source=path.name, case_id=case_id,
                 meta=meta, series=[g.info(reveal_phi) for g in found.groups],
                 phi=phi_from_dataset(head) if reveal_phi else {})  # fmt: skip
+    return scan, headers
+
+
+def _drop_pixels(ds: Dataset) -> None:
+    """Free a kept dataset's pixel data once it is in the volume (deleting it also drops
+    pydicom's cached array)."""
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            delattr(ds, keyword)
 
 
 def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,

@@ -5,7 +5,6 @@ the normal evens out slice gaps."""
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from medssl.io.dicom_geometry import StackGeometry
 
@@ -13,6 +12,8 @@ from medssl.io.dicom_geometry import StackGeometry
 def undo_tilt(volume: np.ndarray, geo: StackGeometry) -> np.ndarray:
     """Shift each slice in-plane so all slice origins sit on the normal through slice 0.
     ``volume``: (X, Y, Z) in sorted slice order."""
+    from scipy import ndimage  # here, not at import: scipy.ndimage takes 0.2 s to import, rarely needed
+
     out = np.empty_like(volume)
     fill = float(volume.min())
     for k in range(volume.shape[2]):

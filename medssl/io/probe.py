@@ -10,7 +10,7 @@ import numpy as np
 
 from medssl.errors import CorruptFileError, InputError
 from medssl.io.dicom_geometry import stack_geometry
-from medssl.io.dicom_headers import SeriesGroup, group_series
+from medssl.io.dicom_headers import PROBE_ELEMENTS, SeriesGroup, group_series
 from medssl.io.limits import ReadLimits
 from medssl.io.nifti import guess_modality, load_header
 from medssl.io.notes import held_notes
@@ -121,7 +121,7 @@ def _probe(path: Path, limits: ReadLimits, recursive: bool, include_nifti: bool)
                 result.failed.append((member.name, err.code, err.reason))
         else:
             dicom.append(member)
-    found = group_series(dicom, limits)
+    found = group_series(dicom, limits, decode=PROBE_ELEMENTS)  # the headers are dropped after this
     result.failed.extend(found.failed)
     result.series.extend(_dicom_header(g, str(path), fmt, limits) for g in found.groups)
     return result

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from pydicom.dataset import Dataset
 
 from medssl.errors import InputError, NotAScanError
-from medssl.io.dicom_reader import read_dicom
+from medssl.io.dicom_reader import read_dicom_series
 from medssl.io.limits import ReadLimits
 from medssl.io.nifti import read_nifti
 from medssl.io.notes import held_notes
@@ -34,16 +35,25 @@ def read_scan(path: str | Path, *, series_uid: str | None = None, allow_resample
     ``allow_resample`` resamples uneven slice spacing or gantry tilt onto a regular grid
     instead of raising ``GeometryError``. ``reveal_phi`` fills ``scan.phi``."""
     with held_notes():
-        return _read_scan(Path(path), series_uid, allow_resample, reveal_phi, limits or ReadLimits())
+        return _read_scan(Path(path), series_uid, allow_resample, reveal_phi, limits or ReadLimits())[0]
+
+
+def read_scan_and_datasets(path: str | Path, *, series_uid: str | None = None, allow_resample: bool = False,
+                           limits: ReadLimits | None = None) -> tuple[Scan, list[Dataset] | None]:  # fmt: skip
+    """``read_scan``, plus, for a DICOM input, the chosen series' datasets in slice order
+    without pixel data (as ``read_dicom_datasets`` gives them, for a DICOM SEG) from the same
+    read, so the files are not read again; None for NIfTI."""
+    with held_notes():
+        return _read_scan(Path(path), series_uid, allow_resample, False, limits or ReadLimits())
 
 
 def _read_scan(path: Path, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
-               limits: ReadLimits) -> Scan:  # fmt: skip
+               limits: ReadLimits) -> tuple[Scan, list[Dataset] | None]:  # fmt: skip
     if not path.exists():
         raise InputError("no such file or folder", source=path.name, code="not_found")
     case_id = case_id_for(path)
     if path.is_file() and is_nifti(path.name):
-        return read_nifti(path, limits=limits, case_id=case_id)
+        return read_nifti(path, limits=limits, case_id=case_id), None
     members = None
     if path.is_dir():
         members = walk_folder(path, limits, include_nifti=True)
@@ -51,10 +61,10 @@ def _read_scan(path: Path, series_uid: str | None, allow_resample: bool, reveal_
         if niftis and len(niftis) == len(members):
             if len(niftis) > 1:
                 raise NotAScanError(f"folder holds {len(niftis)} NIfTI files; pass one of them", source=path.name)
-            return read_nifti(niftis[0], limits=limits, case_id=case_id_for(niftis[0]))
+            return read_nifti(niftis[0], limits=limits, case_id=case_id_for(niftis[0])), None
         members = [m for m in members if not is_nifti(m.name)]
-    return read_dicom(path, series_uid=series_uid, allow_resample=allow_resample, reveal_phi=reveal_phi,
-                      limits=limits, case_id=case_id, members=members)  # fmt: skip
+    return read_dicom_series(path, series_uid=series_uid, allow_resample=allow_resample, reveal_phi=reveal_phi,
+                             limits=limits, case_id=case_id, members=members)  # fmt: skip
 
 
 def case_id_for(path: str | Path, *, patient: Iterable[str] = (), pseudonymize: bool = False) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import types
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from monai.networks.nets.swin_unetr import SwinTransformer, WindowAttention
 from torch import Tensor, nn
@@ -25,23 +26,36 @@ from medssl.models.registry import ENCODERS
 
 
 def _sdpa_window_attention(self: WindowAttention, x: Tensor, mask: Tensor | None) -> Tensor:
-    """WindowAttention.forward through ``scaled_dot_product_attention``, with gradients.
+    """WindowAttention.forward through ``scaled_dot_product_attention`` on CUDA, with gradients.
 
     Same parameters and maths as MONAI's forward (relative position bias + shift mask as an
-    additive bias); lets PyTorch pick a fused kernel in training too."""
+    additive bias); lets PyTorch pick a fused kernel in training too. Its fused kernels take
+    4-D inputs, so with a shift mask the per-window bias is expanded to (B, H, N, N) there.
+
+    On the CPU there is no fused kernel with a bias, and SDPA's math path adds checks for
+    fully masked rows (three passes over every attention matrix). There the windows get
+    their own axis, (B/nW, nW, H, N, D), the (nW, H, N, N) bias is added in place and
+    broadcast over the samples (never copied per sample), then a plain softmax."""
     b, n, c = x.shape
-    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+    h = self.num_heads
+    qkv = self.qkv(x).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, N, D]
     index = self.relative_position_index[:n, :n].reshape(-1)
     bias = self.relative_position_bias_table[index].reshape(n, n, -1).permute(2, 0, 1)  # [H, N, N]
-    if mask is not None:
-        nw = mask.shape[0]
-        bias = bias.view(1, 1, self.num_heads, n, n) + mask.reshape(1, nw, 1, n, n)
-        bias = bias.expand(b // nw, nw, self.num_heads, n, n).reshape(b, self.num_heads, n, n)
-    else:
-        bias = bias.unsqueeze(0)
     drop = self.attn_drop.p if self.training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop, scale=self.scale)
+    nw = 1 if mask is None else mask.shape[0]
+    if mask is not None:
+        bias = bias.unsqueeze(0) + mask.unsqueeze(1)  # [nW, H, N, N]
+    if q.device.type == "cuda":
+        if mask is not None:
+            bias = bias.expand(b // nw, nw, h, n, n).reshape(b, h, n, n)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop, scale=self.scale)
+    else:
+        q, k, v = (t.reshape(b // nw, nw, h, n, -1) for t in (q, k, v))  # [B/nW, nW, H, N, D]
+        attn = torch.matmul(q * self.scale, k.transpose(-2, -1))  # [B/nW, nW, H, N, N]
+        attn = attn.add_(bias.to(attn.dtype)).softmax(-1)
+        out = torch.matmul(F.dropout(attn, drop) if drop else attn, v)
+    out = out.reshape(b, h, n, -1)
     return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
 

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from medssl.data.cache import VolumeCache
 from medssl.data.phantom import make_phantom
@@ -108,3 +109,26 @@ def test_nested_dicom_folders_get_different_keys(tmp_path):
         write_dicom_series(image, affine, tmp_path / name / "nested", seed=seed)
     cache = VolumeCache(tmp_path / "cache")
     assert cache.key(tmp_path / "a", PreprocessConfig()) != cache.key(tmp_path / "b", PreprocessConfig())
+
+
+def test_prepare_decodes_in_parallel_threads_once_each_and_skips_unreadable(tmp_path, caplog):
+    """Threads fill the cache at once; every readable scan is decoded once, an unreadable one is
+    skipped with a warning, and the stream is what one thread would have given."""
+    from medssl.data.feed import CropSampler, PretrainDataConfig
+    from medssl.data.phantom_io import synth_cohort
+
+    synth_cohort(tmp_path / "D", 3, fmt="nifti", seed=0, shape=(24, 24, 16), workers=1)
+    files = sorted(p for p in (tmp_path / "D" / "nifti").glob("*.nii.gz") if "label" not in p.name)
+    bad = tmp_path / "D" / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    vols = [(f, None) for f in [*files[:2], bad, files[2]]]
+    batches = {}
+    for workers in (0, 3):
+        cfg = PretrainDataConfig(files=[v[0] for v in vols], crop_size=16, batch_size=2, workers=workers)
+        sampler = CropSampler(vols, cfg, tmp_path / f"cache{workers}", 16, seed=0)
+        shapes = sampler.prepare()
+        assert len(shapes) == 3 and sampler._cache.misses == 3
+        assert [v[0] for v in sampler.volumes] == files
+        batches[workers] = sampler.batch(5)["image"]
+    assert torch.equal(batches[0], batches[3])
+    assert "broken.nii.gz" in caplog.text

@@ -45,6 +45,22 @@ def test_swin_sdpa_matches_monai_attention_with_grad():
     assert a.patch_embed.proj.weight.grad is not None
 
 
+def test_swin_sdpa_shifted_windows_match_monai_with_batch_and_grads():
+    """Depth 2 puts a shifted (masked) block in each stage; two samples share each window's bias."""
+    torch.manual_seed(0)
+    a = build_encoder({"name": "swin", "feature_size": 12, "sdpa": True})
+    b = build_encoder({"name": "swin", "feature_size": 12, "sdpa": False})
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 1, 32, 32, 32)
+    fa, fb = a(x), b(x)
+    for u, v in zip(fa, fb):
+        assert torch.allclose(u, v, atol=1e-4)
+    sum((f * f).sum() for f in fa).backward()
+    sum((f * f).sum() for f in fb).backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, rtol=1e-3, atol=1e-4), name
+
+
 def test_vit_token_maps_and_ssl_task():
     from medssl.tasks import SSLTask, TasksConfig
 

@@ -1,0 +1,53 @@
+"""The DICOM series reader reads each file once and gives what the two-pass read gave:
+SimpleITK's voxels and geometry on the real series; the same volume either way."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pydicom
+import pytest
+
+from medssl.io import dicom_reader
+from medssl.io.limits import ReadLimits
+from medssl.io.reader import read_scan
+
+
+def _count_reads(monkeypatch) -> Counter:
+    calls: Counter = Counter()
+    real = pydicom.dcmread
+
+    def counting(fp, *args, **kwargs):
+        calls[getattr(fp, "name", str(fp))] += 1
+        return real(fp, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counting)
+    return calls
+
+
+@pytest.mark.realdata
+def test_each_file_read_once_and_matches_simpleitk(head_ct_series, monkeypatch):
+    sitk = pytest.importorskip("SimpleITK")
+    calls = _count_reads(monkeypatch)
+    scan = read_scan(head_ct_series)
+    assert len(calls) == 108 and set(calls.values()) == {1}
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(head_ct_series)))
+    image = reader.Execute()
+    assert np.array_equal(scan.array, sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    assert np.allclose(scan.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, atol=1e-4)
+
+
+@pytest.mark.realdata
+def test_two_pass_read_when_files_exceed_the_share_gives_the_same_scan(head_ct_series, monkeypatch):
+    one = read_scan(head_ct_series)
+    monkeypatch.setattr(dicom_reader, "ONE_PASS_SHARE", 0.0)
+    calls = _count_reads(monkeypatch)
+    two = read_scan(head_ct_series, limits=ReadLimits())
+    assert set(calls.values()) == {2}
+    assert np.array_equal(one.array, two.array) and np.array_equal(one.affine, two.affine)
+    assert one.meta == two.meta
