@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from racing import REPO, add_common_args, cpu_clock, emit_race, race, real_data_dir  # noqa: E402
+from tests.sitk_reference import sitk_read_ras as sitk_read  # noqa: E402
 
 # What a user would write to list the series of a tree with what the manifest holds (modality,
 # shape, spacing): a header read of every file, the geometry elements decoded, nothing printed
@@ -52,19 +53,6 @@ for p in sorted(pathlib.Path(sys.argv[1]).rglob("*")):
         rows.setdefault(key, []).append(geometry)
 print(len(rows), sorted(len(v) for v in rows.values()))
 """
-
-
-def sitk_read(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    img = reader.Execute()
-    array = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # (Z, Y, X) -> (X, Y, Z)
-    lps = np.eye(4)
-    lps[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
-    lps[:3, 3] = img.GetOrigin()
-    return array, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS
 
 
 def pydicom_read(folder: Path) -> np.ndarray:

@@ -20,6 +20,7 @@ import pytest
 from medssl.cli import main
 from medssl.io import read_scan
 from tests.conftest import SENTINEL_TEXTS, assert_no_phi
+from tests.sitk_reference import sitk_read_ras
 
 pytestmark = [pytest.mark.integration, pytest.mark.realdata]
 
@@ -46,25 +47,12 @@ def test_show_phi_reveals_the_patient(head_ct_series, capsys):
     assert "SENTINEL^PHI^DONOTLEAK" in capsys.readouterr().out
 
 
-def _sitk_ras(folder):
-    import SimpleITK as sitk
-
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    img = reader.Execute()
-    array = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
-    lps = np.eye(4)
-    lps[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) * np.array(img.GetSpacing())
-    lps[:3, 3] = img.GetOrigin()
-    return array, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-
-
 def test_convert_matches_simpleitk_and_leaks_nothing(head_ct_series, tmp_path, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "head.nii.gz"
     assert main(["convert", str(head_ct_series), str(out)]) == 0
     ours = nib.as_closest_canonical(nib.load(out))
-    ref_array, ref_affine = _sitk_ras(head_ct_series)
+    ref_array, ref_affine = sitk_read_ras(head_ct_series)
     ref = nib.as_closest_canonical(nib.Nifti1Image(ref_array.astype(np.float32), ref_affine))
     np.testing.assert_array_equal(np.asarray(ours.dataobj), np.asarray(ref.dataobj))
     np.testing.assert_allclose(ours.affine, ref.affine, atol=1e-3)

@@ -11,6 +11,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from medssl.data.phantom import make_phantom
 from medssl.data.phantom_io import subject_seed, synth_cohort, write_dicom_series
 from tests.dciodvfy import dciodvfy_errors
+from tests.sitk_reference import sitk_read_ras
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +53,8 @@ def test_uids_deterministic(tmp_path):
 
 
 def _sitk_read(folder):
-    sitk = pytest.importorskip("SimpleITK")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    img = reader.Execute()
-    arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
-    lps = np.eye(4)
-    lps[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) * np.array(img.GetSpacing())
-    lps[:3, 3] = img.GetOrigin()
-    return arr, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    pytest.importorskip("SimpleITK")
+    return sitk_read_ras(folder)
 
 
 def test_dicom_twin_equals_nifti_twin_sitk(cohort):

@@ -12,6 +12,7 @@ import pytest
 from medssl.io import dicom_reader
 from medssl.io.limits import ReadLimits
 from medssl.io.reader import read_scan
+from tests.sitk_reference import sitk_read_ras
 
 
 def _count_reads(monkeypatch) -> Counter:
@@ -28,18 +29,13 @@ def _count_reads(monkeypatch) -> Counter:
 
 @pytest.mark.realdata
 def test_each_file_read_once_and_matches_simpleitk(head_ct_series, monkeypatch):
-    sitk = pytest.importorskip("SimpleITK")
+    pytest.importorskip("SimpleITK")
     calls = _count_reads(monkeypatch)
     scan = read_scan(head_ct_series)
     assert len(calls) == 108 and set(calls.values()) == {1}
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(head_ct_series)))
-    image = reader.Execute()
-    assert np.array_equal(scan.array, sitk.GetArrayFromImage(image).transpose(2, 1, 0))
-    lps = np.eye(4)
-    lps[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
-    lps[:3, 3] = image.GetOrigin()
-    assert np.allclose(scan.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, atol=1e-4)
+    array, affine = sitk_read_ras(head_ct_series)
+    assert np.array_equal(scan.array, array)
+    assert np.allclose(scan.affine, affine, atol=1e-4)
 
 
 @pytest.mark.realdata
