@@ -184,31 +184,43 @@ def run_sweep(cfg: SweepConfig, out: str | Path) -> dict[str, Any]:
     planned = [(arm, n, seed) for n in s.n_labeled for seed in s.seeds for arm in s.arms]
     done: dict[tuple[str, int, int], dict[str, Any]] = {}
 
-    def finished(arm: str, n: int, seed: int) -> None:
-        run_dir = out / "runs" / f"{arm}_n{n}_seed{seed}"
+    def collect(arm: str, n: int, seed: int) -> None:
+        run_dir = _run_dir(out, arm, n, seed)
         result = json.loads((run_dir / "summary.json").read_text())
         value, per_case, ids = _score(result, s.metric)
         done[(arm, n, seed)] = {"arm": arm, "n_labeled": n, "seed": seed, "value": value, "per_case": per_case,
                                 "test_cases": ids, "train_cases": result.get("train_cases"),
                                 "best_step": result.get("best_step"), "seconds": result.get("seconds"),
                                 "run": str(run_dir.relative_to(out))}
+
+    def report() -> None:
         runs = [done[k] for k in planned if k in done]  # plan order, whichever finished first
         write_sweep_report(runs, out, metric=s.metric, n_boot=s.bootstrap, plan=plan, meta=meta, extra=extra)
 
+    def finished(arm: str, n: int, seed: int) -> None:
+        collect(arm, n, seed)
+        report()
+
     todo = []
     for key in planned:
-        if (out / "runs" / f"{key[0]}_n{key[1]}_seed{key[2]}" / "summary.json").is_file():
-            finished(*key)
+        if (_run_dir(out, *key) / "summary.json").is_file():
+            collect(*key)  # kept from an earlier invocation
         else:
             todo.append(key)
+    if done:
+        report()  # once for everything kept, not once per kept run
     if s.parallel == 1 or len(todo) <= 1:
         for arm, n, seed in todo:
             log.info("sweep: %s, %d labeled, seed %d", arm, n, seed)
-            run_finetune(run_config(cfg, arm, n, seed, pretrained), out / "runs" / f"{arm}_n{n}_seed{seed}")
+            run_finetune(run_config(cfg, arm, n, seed, pretrained), _run_dir(out, arm, n, seed))
             finished(arm, n, seed)
     else:
         _run_parallel(cfg, out, pretrained, todo, finished)
     return json.loads((out / "report.json").read_text())
+
+
+def _run_dir(out: Path, arm: str, n: int, seed: int) -> Path:
+    return out / "runs" / f"{arm}_n{n}_seed{seed}"
 
 
 def _threads(parallel: int) -> int:
@@ -237,8 +249,8 @@ def _run_parallel(cfg: SweepConfig, out: Path, pretrained: str | None, todo: lis
     level = logging.getLogger().getEffectiveLevel()
     with ProcessPoolExecutor(s.parallel, mp_context=ctx, initializer=_worker_init,
                              initargs=(_threads(s.parallel), level)) as pool:
-        pending = {pool.submit(_worker_run, cfg, arm, n, seed, pretrained,
-                               out / "runs" / f"{arm}_n{n}_seed{seed}"): (arm, n, seed) for arm, n, seed in todo}
+        pending = {pool.submit(_worker_run, cfg, arm, n, seed, pretrained, _run_dir(out, arm, n, seed)): (arm, n, seed)
+                   for arm, n, seed in todo}
         error: BaseException | None = None
         while pending:
             ended, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -13,9 +13,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medssl.inference.outputs import csv_bytes, json_bytes, write_if_changed
+
+if TYPE_CHECKING:
+    from medssl.inference.inputs import CaseInput
 
 log = logging.getLogger("medssl.inference")
 
@@ -81,7 +84,7 @@ def write_results(out: Path, keys: list[str], columns: list[str]) -> bool:
 # --- Where the inputs live, so the viewer opens a case wherever it reads the results from ---
 
 
-def inputs_roots(cases: list[Any], out: Path, *, keep_patient_identity: bool = False,
+def inputs_roots(cases: list[CaseInput], out: Path, *, keep_patient_identity: bool = False,
                  pseudonymize: bool = False) -> dict[str, list[str]]:
     """run.json fields naming the folder(s) each case's ``source`` is relative to (the inputs'
     common parent): ``inputs_root_rel`` relative to the results folder ``out`` (both moved
@@ -102,9 +105,8 @@ def inputs_roots(cases: list[Any], out: Path, *, keep_patient_identity: bool = F
         path = Path(os.path.abspath(case.path))
         if rel.parts and path.parts[-len(rel.parts):] == rel.parts:
             root = path.parents[len(rel.parts) - 1]
-            private = pseudonymize or any(
-                part in getattr(case, "hidden", ()) or holds_patient_data(part, getattr(case, "patient", ()))
-                for part in root.parts)  # fmt: skip
+            private = pseudonymize or any(part in case.hidden or holds_patient_data(part, case.patient)
+                                          for part in root.parts)
             if private and not keep_patient_identity:
                 withheld += 1
             elif root not in roots:
