@@ -204,7 +204,7 @@ def test_worklist_finds_inputs_outside_every_old_root(tmp_path):
 
     image, label = write_phantom(tmp_path / "far" / "away" / "inputs")
     results = write_results(tmp_path / "runs" / "results", image, label)
-    case = SimpleNamespace(source="inputs/phantom_000.nii.gz", path=image)
+    case = SimpleNamespace(source="inputs/phantom_000.nii.gz", path=image, patient=frozenset(), hidden=())
     (results / "run.json").write_text(json.dumps({"counts": {}, **inputs_roots([case], results)}))
     assert read_worklist(results)[0].source == image
     moved = tmp_path / "copy"
@@ -214,7 +214,7 @@ def test_worklist_finds_inputs_outside_every_old_root(tmp_path):
     assert read_worklist(moved / "runs" / "results")[0].source == moved / "far" / "away" / "inputs" / image.name
     image2, label2 = write_phantom(tmp_path / "stay" / "inputs")
     alone = write_results(tmp_path / "alone", image2, label2)
-    case = SimpleNamespace(source="inputs/phantom_000.nii.gz", path=image2)
+    case = SimpleNamespace(source="inputs/phantom_000.nii.gz", path=image2, patient=frozenset(), hidden=())
     (alone / "run.json").write_text(json.dumps(inputs_roots([case], alone)))
     (tmp_path / "deep").mkdir()
     alone.rename(tmp_path / "deep" / "moved_alone")
