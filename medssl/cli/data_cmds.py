@@ -33,6 +33,9 @@ def register(sub) -> None:
     synth.add_argument("--spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"),
                        help="voxel size in mm (default drawn per subject: field of view, slice thickness)")
     synth.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    synth.add_argument("--appearance", choices=("uniform", "multiphase"), default="uniform",
+                       help="multiphase: each subject in one contrast phase (native, arterial, portal, "
+                       "delayed), with enhancing organs, kidney medulla and hepatic vessels (default uniform)")
     synth.set_defaults(func=run_synth)
 
     index = data_sub.add_parser(
@@ -59,7 +62,7 @@ def run_synth(args: argparse.Namespace) -> int:
         raise ConfigError(f"--spacing must be positive, got {args.spacing}")
     start = time.perf_counter()
     synth_cohort(args.out, args.n, fmt=args.format, seed=args.seed, shape=args.shape,
-                 spacing=args.spacing, workers=max(1, args.workers))
+                 spacing=args.spacing, workers=max(1, args.workers), appearance=args.appearance)
     log.info("wrote %d phantom subjects (%s) to %s in %.1f s", args.n, args.format, args.out,
              time.perf_counter() - start)
     return EXIT_OK

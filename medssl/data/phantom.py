@@ -2,7 +2,11 @@
 
 ``make_phantom(seed)`` draws one subject: body shape, organ positions and sizes, lesions,
 noise, in-plane spacing (field of view) and slice thickness all vary with the seed, and the
-same seed always gives the same subject. Images are integer HU stored as float32; labels
+same seed always gives the same subject. ``appearance="multiphase"`` also draws a contrast
+phase per subject (native, arterial, portal venous, delayed) with the organ enhancement of
+that phase, kidney cortex and medulla, hepatic vessels and phase-dependent lesion contrast,
+as a hospital archive mixes them; the anatomy and labels of a seed are the same in both
+appearances. Images are integer HU stored as float32; labels
 follow ``LABELS``. Anatomy is laid out in RAS+ millimetres around the body centre and then
 sampled on the voxel grid, so any grid orientation gives the same patient.
 
@@ -28,6 +32,23 @@ LABELS: dict[str, str] = {
 }
 LIVER, KIDNEY, SPLEEN, LUNG, BONE, LESION = 1, 2, 3, 4, 5, 6
 HU_MIN, HU_MAX = -1024, 3071
+APPEARANCES = ("uniform", "multiphase")
+PHASES = ("native", "arterial", "portal", "delayed")
+# Mean HU ranges per contrast phase (abdominal CT literature values, rounded). Liver and
+# spleen overlap in the portal and delayed phases, so only shape and position tell them apart.
+_PHASE_HU: dict[str, dict[str, tuple[float, float]]] = {
+    "native": {"liver": (55, 65), "spleen": (42, 50), "cortex": (30, 38), "medulla": (28, 35),
+               "aorta": (35, 45), "vessel": (35, 45), "muscle": (40, 55)},
+    "arterial": {"liver": (65, 80), "spleen": (90, 130), "cortex": (150, 220), "medulla": (50, 80),
+                 "aorta": (250, 300), "vessel": (80, 120), "muscle": (45, 60)},
+    "portal": {"liver": (100, 125), "spleen": (105, 130), "cortex": (150, 190), "medulla": (140, 180),
+               "aorta": (140, 180), "vessel": (160, 200), "muscle": (50, 65)},
+    "delayed": {"liver": (80, 95), "spleen": (80, 95), "cortex": (110, 140), "medulla": (120, 160),
+                "aorta": (100, 130), "vessel": (100, 130), "muscle": (50, 60)},
+}
+# liver lesion contrast against the parenchyma, HU: (low, high) of |contrast|, sign
+_LESION_CONTRAST = {"native": ((10, 30), -1), "arterial": ((30, 80), +1), "portal": ((30, 70), -1),
+                    "delayed": ((15, 40), -1)}
 DEFAULT_INPLANE = 96
 SLICE_THICKNESSES = (1.5, 2.0, 2.5, 3.0, 5.0)
 
@@ -85,8 +106,11 @@ def _draw_spacing(rng: np.random.Generator, shape: tuple[int, int, int] | None, 
     return shape, (inplane / shape[0], inplane / shape[1], thickness)
 
 
-def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image, label) -> None:
-    """Paints ``count`` ellipsoidal lesions centred inside ``host``, clipped to it."""
+def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image, label,
+             contrast_of=None) -> None:
+    """Paints ``count`` ellipsoidal lesions centred inside ``host``, clipped to it.
+    ``contrast_of()``, when given, replaces the drawn contrast (the main stream's draws are
+    kept, so the geometry does not depend on the appearance)."""
     idx = np.flatnonzero(host)
     if idx.size == 0:
         return
@@ -97,6 +121,8 @@ def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image,
         radii = radius * rng.uniform(0.7, 1.3, size=3)
         mask = _ellipsoid(g, centre, radii, rng.uniform(0, np.pi)) & host
         contrast = rng.choice([-1.0, 1.0]) * rng.uniform(20.0, 60.0)
+        if contrast_of is not None:
+            contrast = contrast_of()
         image[mask] = base_hu + contrast
         label[mask] = LESION
 
@@ -117,8 +143,11 @@ def _paint_body(rng, g: _Grid, shape, a: float, b: float, image: np.ndarray):
     return cavity, ca, cb
 
 
-def _paint_organs(rng, g: _Grid, cavity, ca: float, cb: float, dome: float, image, label) -> None:
-    """Lungs, liver, spleen, kidneys (ellipsoids inside the cavity) and the aorta (unlabelled)."""
+def _paint_organs(rng, g: _Grid, cavity, ca: float, cb: float, dome: float, image, label,
+                  phase_hu: dict[str, float] | None = None, rng2=None) -> None:
+    """Lungs, liver, spleen, kidneys (ellipsoids inside the cavity) and the aorta (unlabelled).
+    ``phase_hu`` (multiphase) replaces the organ values and adds kidney medulla and hepatic
+    vessels, drawn from ``rng2`` so that the main stream, and so the anatomy, is unchanged."""
     jitter = lambda s=0.08: rng.uniform(1 - s, 1 + s)  # noqa: E731
     lung_r = lambda: (0.45 * ca * jitter(), 0.85 * cb * jitter(), 150.0)  # noqa: E731
     organ_r = lambda rx, ry, rz: (rx * jitter(), ry * jitter(), rz)  # noqa: E731
@@ -134,25 +163,62 @@ def _paint_organs(rng, g: _Grid, cavity, ca: float, cb: float, dome: float, imag
         (KIDNEY, rng.uniform(25, 35), (-0.38 * ca, -0.5 * cb, dome - rng.uniform(100, 125)),
          organ_r(24, 30, 52 * jitter()), rng.uniform(-0.4, 0.4)),
     ]
+    names = {LIVER: "liver", SPLEEN: "spleen", KIDNEY: "cortex"}
     for lab, hu, centre, radii, angle in organs:
-        mask = _ellipsoid(g, np.add(centre, rng.uniform(-6, 6, size=3)), radii, angle) & cavity
+        centre = np.add(centre, rng.uniform(-6, 6, size=3))
+        mask = _ellipsoid(g, centre, radii, angle) & cavity
+        if phase_hu is not None and lab in names:
+            hu = phase_hu[names[lab]] + rng2.uniform(-4, 4)
         image[mask] = hu
         label[mask] = lab
+        if phase_hu is not None and lab == KIDNEY:  # medulla: the inner 60 % of the kidney
+            inner = _ellipsoid(g, centre, tuple(0.6 * r for r in radii), angle) & mask
+            image[inner] = phase_hu["medulla"] + rng2.uniform(-4, 4)
+        if phase_hu is not None and lab == LIVER:
+            _vessels(rng2, g, centre, radii, mask, phase_hu["vessel"], image)
     aorta = np.broadcast_to(np.hypot(g.x + 12.0, g.y + 0.45 * cb) <= 11.0, cavity.shape) & cavity
-    image[aorta & (label == 0)] = rng.uniform(35, 45)
+    aorta_hu = rng.uniform(35, 45)
+    image[aorta & (label == 0)] = aorta_hu if phase_hu is None else phase_hu["aorta"]
+
+
+def _vessels(rng, g: _Grid, centre, radii, liver: np.ndarray, hu: float, image: np.ndarray) -> None:
+    """A few hepatic vessels: straight tubes (4-7 mm across) through the liver's centre
+    region, labelled liver as reference segmentations do."""
+    for _ in range(int(rng.integers(3, 6))):
+        start = np.asarray(centre) + rng.uniform(-0.3, 0.3, size=3) * np.asarray(radii)
+        d = rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        r = rng.uniform(2.0, 3.5)
+        px, py, pz = g.x - start[0], g.y - start[1], g.z - start[2]
+        along = px * d[0] + py * d[1] + pz * d[2]
+        dist2 = px**2 + py**2 + pz**2 - along**2
+        image[(dist2 <= r * r) & liver] = hu
+
+
+def phantom_phase(seed: int) -> str:
+    """The contrast phase a multiphase phantom of ``seed`` is drawn in."""
+    return PHASES[int(np.random.default_rng([seed, 1]).integers(len(PHASES)))]
 
 
 def make_phantom(
     seed: int,
     shape: tuple[int, int, int] | None = None,
     spacing: tuple[float, float, float] | None = None,
+    appearance: str = "uniform",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One CT-like torso subject.
 
     Returns ``(image, label, affine)``: image (X, Y, Z) float32 integer HU in [-1024, 3071],
     label (X, Y, Z) uint8 per ``LABELS``, affine (4, 4) voxel -> RAS+ mm. ``shape`` defaults
-    to 96 x 96 x (40..80) and ``spacing`` to a field of view drawn around the body."""
+    to 96 x 96 x (40..80) and ``spacing`` to a field of view drawn around the body.
+    ``appearance``: "uniform" (one unenhanced look) or "multiphase" (see the module)."""
+    if appearance not in APPEARANCES:
+        raise ValueError(f"appearance must be one of {', '.join(APPEARANCES)}, got {appearance!r}")
     rng = np.random.default_rng(seed)
+    rng2 = np.random.default_rng([seed, 1])  # the multiphase draws; first draw = phantom_phase
+    phase = PHASES[int(rng2.integers(len(PHASES)))]
+    phase_hu = ({k: float(rng2.uniform(*v)) for k, v in _PHASE_HU[phase].items()}
+                if appearance == "multiphase" else None)
     a, b = rng.uniform(125.0, 170.0), rng.uniform(90.0, 120.0)  # body semi-axes LR, AP (mm)
     drawn_shape, drawn_spacing = _draw_spacing(rng, shape, 2 * a)
     shape = tuple(int(n) for n in (shape or drawn_shape))  # type: ignore[assignment]
@@ -167,14 +233,23 @@ def make_phantom(
     image = np.full(shape, -1000.0, dtype=np.float32)
     label = np.zeros(shape, dtype=np.uint8)
     cavity, ca, cb = _paint_body(rng, g, shape, a, b, image)
-    _paint_organs(rng, g, cavity, ca, cb, dome, image, label)
+    if phase_hu is not None:  # enhancing muscle wall: repaint what _paint_body drew at ~48 HU
+        wall = (image > 30) & ~cavity
+        image[wall] = phase_hu["muscle"]
+    _paint_organs(rng, g, cavity, ca, cb, dome, image, label, phase_hu, rng2)
     bone = _bones(rng, g, shape, ca, cb, dome)
     image[bone] = rng.uniform(650.0, 750.0) + 150.0 * (rng.random(int(bone.sum()), dtype=np.float32) - 0.5)
     label[bone] = BONE
 
     liver_base = float(np.mean(image[label == LIVER])) if (label == LIVER).any() else 60.0
-    _lesions(rng, g, label == LIVER, int(rng.integers(1, 5)), liver_base, image, label)
-    _lesions(rng, g, (label == KIDNEY) | (label == SPLEEN), int(rng.integers(0, 3)), 40.0, image, label)
+    liver_contrast = cyst_contrast = None
+    if phase_hu is not None:
+        (lo, hi), sign = _LESION_CONTRAST[phase]
+        liver_contrast = lambda: sign * rng2.uniform(lo, hi)  # noqa: E731
+        cyst_contrast = lambda: rng2.uniform(0.0, 20.0) - 40.0  # non-enhancing cysts, 0-20 HU  # noqa: E731
+    _lesions(rng, g, label == LIVER, int(rng.integers(1, 5)), liver_base, image, label, liver_contrast)
+    _lesions(rng, g, (label == KIDNEY) | (label == SPLEEN), int(rng.integers(0, 3)), 40.0, image, label,
+             cyst_contrast)
 
     image = ndimage.gaussian_filter(image, sigma=0.6, truncate=2.0)  # partial-volume blur
     image += rng.normal(0.0, rng.uniform(6.0, 22.0), size=shape).astype(np.float32)

@@ -26,7 +26,7 @@ from pydicom.uid import (
 )
 
 from medssl.atomic import atomic_write_text
-from medssl.data.phantom import LABELS, make_phantom
+from medssl.data.phantom import APPEARANCES, LABELS, make_phantom, phantom_phase
 from medssl.errors import ConfigError
 from medssl.io import write_nifti
 
@@ -127,11 +127,15 @@ def _base_dataset(index: int, study: str, series: str, frame: str) -> Dataset:
     return ds
 
 
-def _write_subject(out: str, seed: int, index: int, fmt: str, shape, spacing) -> dict[str, str]:
+def _write_subject(out: str, seed: int, index: int, fmt: str, shape, spacing,
+                   appearance: str = "uniform") -> dict[str, str]:
     root = Path(out)
     name = subject_name(index)
-    image, label, affine = make_phantom(subject_seed(seed, index), shape=shape, spacing=spacing)
+    image, label, affine = make_phantom(subject_seed(seed, index), shape=shape, spacing=spacing,
+                                        appearance=appearance)
     entry = {"image": f"nifti/{name}.nii.gz", "label": f"nifti/{name}_label.nii.gz"}
+    if appearance == "multiphase":
+        entry["phase"] = phantom_phase(subject_seed(seed, index))
     write_nifti(label.astype(np.uint8), affine, root / entry["label"])  # labels are NIfTI always
     if fmt in ("nifti", "both"):
         write_nifti(image.astype(np.int16), affine, root / entry["image"])
@@ -144,17 +148,20 @@ def _write_subject(out: str, seed: int, index: int, fmt: str, shape, spacing) ->
 
 def synth_cohort(out: Path, n: int, *, fmt: str = "both", seed: int = 0,
                  shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
-                 workers: int = 1) -> dict:
-    """Writes ``n`` phantom subjects to ``out`` and returns the dataset.json content."""
+                 workers: int = 1, appearance: str = "uniform") -> dict:
+    """Writes ``n`` phantom subjects to ``out`` and returns the dataset.json content
+    (multiphase entries also name their contrast phase)."""
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if appearance not in APPEARANCES:
+        raise ConfigError(f"appearance must be one of {', '.join(APPEARANCES)}, got {appearance!r}")
     out = Path(out)
     (out / "nifti").mkdir(parents=True, exist_ok=True)
     if fmt in ("dicom", "both"):
         (out / "dicom").mkdir(parents=True, exist_ok=True)
     shape_t = tuple(int(v) for v in shape) if shape else None
     spacing_t = tuple(float(v) for v in spacing) if spacing else None
-    args = [(str(out), seed, i, fmt, shape_t, spacing_t) for i in range(n)]
+    args = [(str(out), seed, i, fmt, shape_t, spacing_t, appearance) for i in range(n)]
     if workers > 1 and n > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             training = list(pool.map(_write_subject, *zip(*args)))
@@ -162,7 +169,7 @@ def synth_cohort(out: Path, n: int, *, fmt: str = "both", seed: int = 0,
         training = [_write_subject(*a) for a in args]
     dataset = {
         "name": "medssl-phantom",
-        "description": f"procedural CT-like torso phantoms, seed {seed}",
+        "description": f"procedural CT-like torso phantoms, seed {seed}, {appearance} appearance",
         "tensorImageSize": "3D",
         "modality": {"0": "CT"},
         "labels": LABELS,

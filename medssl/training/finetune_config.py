@@ -105,6 +105,9 @@ class SweepSynth(StrictModel):
     unlabeled: int = Field(64, ge=1)  # the pretraining pool
     shape: tuple[int, int, int] = (64, 64, 40)
     seed: int = 0
+    # multiphase: each subject in one contrast phase (native / arterial / portal / delayed),
+    # as a hospital archive mixes them, so that a few labeled cases cannot cover them all
+    appearance: Literal["uniform", "multiphase"] = "uniform"
 
 
 class SweepSection(StrictModel):

@@ -103,3 +103,49 @@ def test_sphere_phantom_volume():
     assert volume == pytest.approx(4 / 3 * np.pi * radius**3, rel=0.03)
     assert set(np.unique(image)) == {-100.0, 60.0}
     assert np.allclose(np.abs(np.diag(affine)[:3]), spacing)
+
+
+def test_multiphase_keeps_the_anatomy_and_changes_only_the_look():
+    for seed in (0, 5):
+        uni_image, uni_label, uni_affine = make_phantom(seed, shape=(48, 48, 24))
+        mp_image, mp_label, mp_affine = make_phantom(seed, shape=(48, 48, 24), appearance="multiphase")
+        np.testing.assert_array_equal(uni_label, mp_label)
+        np.testing.assert_array_equal(uni_affine, mp_affine)
+        assert not np.array_equal(uni_image, mp_image)
+    with pytest.raises(ValueError, match="appearance"):
+        make_phantom(0, shape=(16, 16, 8), appearance="contrast")
+
+
+def _organ_hu(seed: int) -> dict[str, float]:
+    image, label, _ = make_phantom(seed, shape=(64, 64, 40), appearance="multiphase")
+    # eroded masks: the organ's own value, away from partial-volume edges and lesions
+    core = lambda k: ndimage.binary_erosion(label == k, iterations=2)  # noqa: E731
+    return {"liver": float(np.median(image[core(LIVER)])), "kidney": float(np.percentile(image[core(KIDNEY)], 90)),
+            "spleen": float(np.median(image[core(SPLEEN)]))}
+
+
+def test_multiphase_enhancement_follows_the_phase():
+    from medssl.data.phantom import PHASES, phantom_phase
+
+    by_phase: dict[str, list[dict[str, float]]] = {}
+    for seed in range(40):
+        by_phase.setdefault(phantom_phase(seed), []).append(_organ_hu(seed))
+    assert set(by_phase) == set(PHASES)  # 40 subjects draw every phase
+    mean = {p: {k: np.mean([v[k] for v in vals]) for k in vals[0]} for p, vals in by_phase.items()}
+    assert mean["native"]["liver"] < 70 < mean["portal"]["liver"] - 25
+    assert mean["native"]["kidney"] < 60 and mean["arterial"]["kidney"] > 120  # cortex enhances
+    assert mean["arterial"]["spleen"] > mean["arterial"]["liver"] - 5
+    assert abs(mean["portal"]["liver"] - mean["portal"]["spleen"]) < 20  # only shape and place separate them
+
+
+def test_multiphase_cohort_records_each_phase(tmp_path):
+    import json
+
+    from medssl.data.phantom_io import synth_cohort
+    from medssl.errors import ConfigError
+
+    synth_cohort(tmp_path / "c", 3, fmt="nifti", shape=(24, 24, 12), appearance="multiphase")
+    entries = json.loads((tmp_path / "c" / "dataset.json").read_text())["training"]
+    assert all(e["phase"] in ("native", "arterial", "portal", "delayed") for e in entries)
+    with pytest.raises(ConfigError, match="appearance"):
+        synth_cohort(tmp_path / "d", 1, appearance="dark")
