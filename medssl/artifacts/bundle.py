@@ -36,6 +36,7 @@ import torch
 
 from medssl.artifacts.model import ModelArtifact, atomic_torch_save, load_model_artifact
 from medssl.errors import CheckpointError
+from medssl.tasks.kinds import task_kind
 
 BUNDLE_VERSION = "0.1.0"
 SCHEMA_NAME = "meta_schema_20240725.json"
@@ -185,7 +186,7 @@ def metadata(art: ModelArtifact) -> dict[str, Any]:
                                  "modality": art.modality, "num_channels": n_in, "spatial_shape": roi,
                                  "dtype": "float32", "value_range": [0, 1], "is_patch_data": True,
                                  "channel_def": {str(i): art.modality for i in range(n_in)}}},
-            "outputs": {"pred": {"type": "image" if art.task == "segmentation" else "probabilities",
+            "outputs": {"pred": {"type": task_kind(art.task).output_type,
                                  "format": art.task, "num_channels": n_out, "spatial_shape": roi,
                                  "dtype": "float32", "value_range": [0, 1], "is_patch_data": True,
                                  "channel_def": labels}},

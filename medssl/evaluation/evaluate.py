@@ -1,12 +1,12 @@
 """Evaluate a model artifact on labeled data (``medssl evaluate``): cases preprocessed as the
-artifact says, scored by :mod:`medssl.tasks.scoring`."""
+artifact says, scored by the artifact's task object (:mod:`medssl.tasks.kinds`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from medssl.tasks.scoring import evaluate_cases
+from medssl.tasks.kinds import task_kind
 
 
 def cases_for(data: str | Path) -> list:
@@ -43,6 +43,6 @@ def evaluate_artifact(model: str | Path, data: str | Path, device: str = "auto",
     names = {str(k): str(v) for k, v in art.labels.items()}
     dev = resolve_device(device)
     cases = [prepare_case(c, cfg, names) for c in cases_for(data)]
-    result = evaluate_cases(art.build(dev), cases, names, art.inference, dev, art.task, n_boot=n_boot)
+    result = task_kind(art.task).score(art.build(dev), cases, names, art.inference, dev, n_boot=n_boot)
     return {"task": art.task, "model": {"network": art.network.get("name"), "sha256": art.sha256},
             "n_cases": len(cases), **result}

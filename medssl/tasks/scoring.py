@@ -1,6 +1,7 @@
 """Scoring a network on prepared cases, in the tasks layer because training validates with
 it and evaluation reports with it: sliding-window segmentation (MONAI) or whole-volume
-classification, metrics per case and their means with bootstrap 95 % CIs.
+classification, metrics per case and their means with bootstrap 95 % CIs. Callers reach
+these through the task objects (:mod:`medssl.tasks.kinds`).
 
 Metrics are computed on the model's preprocessed grid (the spacing of the artifact's
 preprocessing), where the reference labels were carried nearest-neighbour."""
@@ -20,36 +21,44 @@ from medssl.tasks.metrics import bootstrap_ci, classification_metrics, mean_over
 
 
 @torch.no_grad()
-def predict_case(network: nn.Module, case: PreparedCase, inference: InferenceSettings, device: torch.device,
-                 task: str = "segmentation") -> np.ndarray:
-    """Segmentation: (X, Y, Z) int label map; classification: (K,) probabilities."""
+def segment_case(network: nn.Module, case: PreparedCase, inference: InferenceSettings,
+                 device: torch.device) -> np.ndarray:
+    """(X, Y, Z) int label map on the case's preprocessed grid (MONAI sliding window)."""
     network.eval()
-    roi = tuple(inference.roi_size)
-    if task == "classification":
-        logits = network(whole_volume(case, roi).to(device))
-        return torch.softmax(logits.float(), 1)[0].cpu().numpy()
     x = torch.from_numpy(case.image)[None].to(device)
-    logits = sliding_window_inference(x, roi, inference.sw_batch_size, network, overlap=inference.overlap,
-                                      mode=inference.mode)
+    logits = sliding_window_inference(x, tuple(inference.roi_size), inference.sw_batch_size, network,
+                                      overlap=inference.overlap, mode=inference.mode)
     return logits.argmax(1)[0].cpu().numpy().astype(np.int16)  # type: ignore[union-attr]
 
 
-def evaluate_cases(
-    network: nn.Module, cases: list[PreparedCase], labels: dict[str, str], inference: InferenceSettings,
-    device: torch.device, task: str = "segmentation", distances: bool = True, n_boot: int = 1000,
-) -> dict[str, Any]:
-    """{"per_case": [...], "summary": {metric: {mean, lo, hi, n}}} (classification: pooled metrics)."""
-    if task == "classification":
-        probs = np.stack([predict_case(network, c, inference, device, task) for c in cases])
-        y = [int(c.cls) for c in cases]  # type: ignore[arg-type]
-        pooled = classification_metrics(y, probs, labels)
-        per_case = [{"case": c.case_id, "target": t, "probs": [round(float(p), 5) for p in pr]}
-                    for c, t, pr in zip(cases, y, probs)]
-        correct = [float(pr.argmax() == t) for t, pr in zip(y, probs)]
-        return {"per_case": per_case, "summary": {**pooled, "accuracy_ci": bootstrap_ci(correct, n_boot)}}
+@torch.no_grad()
+def classify_case(network: nn.Module, case: PreparedCase, inference: InferenceSettings,
+                  device: torch.device) -> np.ndarray:
+    """(K,) class probabilities of the whole volume."""
+    network.eval()
+    logits = network(whole_volume(case, tuple(inference.roi_size)).to(device))
+    return torch.softmax(logits.float(), 1)[0].cpu().numpy()
+
+
+def score_classification(network: nn.Module, cases: list[PreparedCase], labels: dict[str, str],
+                         inference: InferenceSettings, device: torch.device, n_boot: int = 1000) -> dict[str, Any]:
+    """Pooled classification metrics, per-case probabilities and a bootstrap CI of accuracy."""
+    probs = np.stack([classify_case(network, c, inference, device) for c in cases])
+    y = [int(c.cls) for c in cases]  # type: ignore[arg-type]
+    pooled = classification_metrics(y, probs, labels)
+    per_case = [{"case": c.case_id, "target": t, "probs": [round(float(p), 5) for p in pr]}
+                for c, t, pr in zip(cases, y, probs)]
+    correct = [float(pr.argmax() == t) for t, pr in zip(y, probs)]
+    return {"per_case": per_case, "summary": {**pooled, "accuracy_ci": bootstrap_ci(correct, n_boot)}}
+
+
+def score_segmentation(network: nn.Module, cases: list[PreparedCase], labels: dict[str, str],
+                       inference: InferenceSettings, device: torch.device, distances: bool = True,
+                       n_boot: int = 1000) -> dict[str, Any]:
+    """Per-case Dice (and HD95, surface Dice) and their means with bootstrap CIs."""
     per_case = []
     for case in cases:
-        pred = predict_case(network, case, inference, device)
+        pred = segment_case(network, case, inference, device)
         spacing = np.linalg.norm(case.affine[:3, :3], axis=0)
         m = segmentation_metrics(pred, case.label, labels, spacing, distances=distances)  # type: ignore[arg-type]
         per_case.append({"case": case.case_id, **m, "mean_dice": mean_over_classes(m["dice"])})

@@ -26,13 +26,12 @@ from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decod
 from medssl.config import config_to_dict, save_config
 from medssl.data.datalist import Splits, load_datalist
 from medssl.errors import CheckpointError, ConfigError
-from medssl.tasks.scoring import evaluate_cases
 from medssl.models import build_network
-from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights, voxel_class_weights
+from medssl.tasks.kinds import task_kind
 from medssl.training.checkpoint import read_best, save_torch_file
 from medssl.training.config import TrainConfig
 from medssl.training.finetune_config import FinetuneConfig
-from medssl.data.labeled import PreparedCase, prepare_case, resolve_labels, sample_crops, whole_volume
+from medssl.data.labeled import PreparedCase, prepare_case, resolve_labels
 from medssl.training.distributed import DistInfo, setup_distributed
 from medssl.training.trainer import fit
 
@@ -53,7 +52,7 @@ class FinetuneResult:
 
 def network_spec(cfg: FinetuneConfig, in_channels: int, n_out: int) -> dict[str, Any]:
     spec = {**cfg.model.network_spec(), "in_channels": in_channels}
-    spec["num_classes" if cfg.task == "classification" else "out_channels"] = n_out
+    spec[task_kind(cfg.task).output_arg] = n_out
     if cfg.model.network == "swin_unetr":
         for what, size in (("train.crop_size", cfg.train.crop_size), ("inference.roi_size", cfg.inference.roi_size)):
             if any(int(s) % 32 for s in size):
@@ -141,24 +140,23 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
             report["decoder"] = load_decoder(network, weights, cfg.model.min_loaded_fraction).to_dict()
         report["preprocess_check"] = check_preprocess(weights, cfg.data.preprocessing, cfg.data.modality)
         (out / "load_report.json").write_text(json.dumps(report, indent=1))
-    task = _task(cfg, network, train, names).to(device)
+    kind = task_kind(cfg.task)
+    task = kind.module(network, train, len(names), cfg.train.class_weights).to(device)
     inference = cfg.inference
-    metric_name = "dice" if cfg.task == "segmentation" else "balanced_accuracy"
+    metric_name = kind.metric
 
     def validate(net: nn.Module) -> float:
         was_training = net.training
-        res = evaluate_cases(net, val, names, inference, device, cfg.task, distances=False, n_boot=10)
+        res = kind.score(net, val, names, inference, device, distances=False, n_boot=10)
         net.train(was_training)
-        value = res["summary"][metric_name]
-        value = value["mean"] if isinstance(value, dict) else value
-        return float(value) if np.isfinite(value) else 0.0
+        return kind.metric_value(res)
 
     best = _train(cfg, task, network, train, validate, out, info)
     network.load_state_dict(best["state_dict"])
     test = None
     if splits.test:
         test_cases = [prepare_case(c, cfg, names) for c in splits.test]
-        test = evaluate_cases(network, test_cases, names, inference, device, cfg.task, distances=True)
+        test = kind.score(network, test_cases, names, inference, device, distances=True)
     domain = training_domain(train, names, cfg.data.modality)
     _save_artifact(cfg, out, spec, network, names, splits, data_hash(all_cases), best, test, report, domain)
     result = FinetuneResult(out, metric_name, best["metric"], best["step"], test, report,
@@ -173,7 +171,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
 def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network: nn.Module, names: dict[str, str],
                    splits: Splits, data_id: str, best: dict[str, Any], test: dict[str, Any] | None,
                    report: dict[str, Any] | None, domain: dict[str, Any] | None = None) -> Path:
-    metric_name = "dice" if cfg.task == "segmentation" else "balanced_accuracy"
+    metric_name = task_kind(cfg.task).metric
     pretrained = None
     if report and cfg.model.pretrained:
         pretrained = {"file": Path(cfg.model.pretrained).name,
@@ -208,7 +206,8 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
            validate, out: Path, info: DistInfo) -> dict[str, Any]:
     """Train with the shared trainer (resumable, DDP-ready); best weights by validation in ``best.pt``."""
     t = cfg.train
-    make = _batch_maker(cfg, train)
+    make = task_kind(cfg.task).batches(train, batch_size=t.batch_size, crop_size=t.crop_size,
+                                       pos_fraction=t.pos_fraction, augment=t.augment, roi=cfg.inference.roi_size)
     start = time.perf_counter()
     groups = param_groups(network, cfg)  # also freezes encoder stages per model.mode
     # Same LR everywhere: the trainer's default groups, which optimise identically and keep the
@@ -251,39 +250,3 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
 def _rng(seed: int, position: int, rank: int) -> np.random.Generator:
     """One generator per batch position and DDP rank: the same batches after a resume."""
     return np.random.default_rng([seed, position, rank])
-
-
-def _task(cfg: FinetuneConfig, network: nn.Module, train: list[PreparedCase], names: dict[str, str]) -> nn.Module:
-    cw = cfg.train.class_weights
-    if cfg.task == "segmentation":
-        if cw == "balanced":
-            cw = voxel_class_weights([c.label for c in train], len(names))
-        if cw is not None and len(cw) != len(names):
-            raise ConfigError(f"train.class_weights: {len(cw)} values for {len(names)} classes (background included)")
-        return SegmentationTask(network, cw)
-    if cw == "balanced":
-        cw = balanced_class_weights([c.cls for c in train], len(names))  # type: ignore[misc]
-    return ClassificationTask(network, cw)
-
-
-def _batch_maker(cfg: FinetuneConfig, train: list[PreparedCase]):
-    t = cfg.train
-    if cfg.task == "segmentation":
-        def seg_batch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-            image, label = sample_crops(train, t.batch_size, tuple(t.crop_size), t.pos_fraction, rng)
-            if t.augment:  # intensity only: flips would swap left and right organs (liver / spleen)
-                scale = torch.from_numpy(rng.uniform(0.9, 1.1, (len(image), 1, 1, 1, 1)).astype(np.float32))
-                shift = torch.from_numpy(rng.uniform(-0.1, 0.1, (len(image), 1, 1, 1, 1)).astype(np.float32))
-                image = image * scale + shift
-            return {"image": image, "label": label}
-        return seg_batch
-    roi = tuple(cfg.inference.roi_size)
-    volumes = [whole_volume(c, roi)[0] for c in train]  # type: ignore[arg-type]
-
-    def cls_batch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        idx = rng.integers(0, len(train), size=t.batch_size)
-        image = torch.stack([volumes[i] for i in idx])
-        dims = [d + 2 for d in range(3) if rng.random() < 0.5]  # cheap augmentation: axis flips
-        return {"image": torch.flip(image, dims) if dims else image,
-                "label": torch.as_tensor([train[i].cls for i in idx], dtype=torch.long)}
-    return cls_batch
