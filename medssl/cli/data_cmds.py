@@ -46,6 +46,9 @@ def register(sub) -> None:
     index.add_argument("root", type=Path, help="folder to walk")
     index.add_argument("--out", required=True, type=Path, help="manifest file (.jsonl)")
     index.add_argument("--workers", type=int, default=1, help="processes reading headers (default 1)")
+    index.add_argument("--pseudonymize", action="store_true",
+                       help="write every path component as a hashed pseudonym (patient-named folders are "
+                       "masked always); the real paths go to OUT.private.json beside the manifest")
     index.add_argument("--strict", action="store_true",
                        help="exit 6 when some inputs failed, 7 when all did (default: exit 0)")
     index.set_defaults(func=run_index)
@@ -74,7 +77,7 @@ def run_index(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         raise ConfigError(f"{args.root} is not a folder")
     start = time.perf_counter()
-    result = update_manifest(args.root, args.out, workers=max(1, args.workers))
+    result = update_manifest(args.root, args.out, workers=max(1, args.workers), pseudonymize=args.pseudonymize)
     print(f"medssl data index: {result.summary()} ({time.perf_counter() - start:.1f} s) -> {args.out}",
           file=sys.stderr)
     ok, failed = result.counts.get("ok", 0), result.counts.get("failed", 0)

@@ -12,7 +12,13 @@ exception's class for an unexpected error). A DICOM row's ``series`` is a salted
 (``medssl.io.uid_hash``): ``salt_id`` fingerprints the salt it was made with, and
 ``series_files`` (the series' first file, relative to ROOT) locates the series whatever the
 salt. Re-running with the previous manifest reuses the rows of inputs whose size and mtime
-(and salt) are unchanged, probes new or changed ones and drops removed ones."""
+(and salt) are unchanged, probes new or changed ones and drops removed ones.
+
+Paths as patient data (``medssl.io.path_privacy``): a path component holding the scan's
+own PatientName or PatientID tokens (every component with ``pseudonymize``) is written as
+its pseudonym, and the row says ``"private": true``. The real paths go to a separate file
+beside the manifest, ``NAME.private.json`` (owner-only permissions), which ``read_manifest``
+reads back: the manifest can be shared; the private file stays with the data."""
 
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from medssl.atomic import atomic_write_text
-from medssl.errors import CorruptFileError, MedsslError
+from medssl.errors import ConfigError, CorruptFileError, MedsslError
 from medssl.io.discovery import LABEL_SUFFIXES, case_stem, is_nifti
 
 log = logging.getLogger(__name__)
@@ -177,9 +183,44 @@ def _first_file(inp: ScanInput, name: str) -> str | None:
     return posixpath.normpath(posixpath.join(folder, name))
 
 
-def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list[dict[str, Any]]:
+PRIVATE_SUFFIX = ".private.json"
+_PATH_FIELDS = ("path", "input", "series_files")
+
+
+def private_paths_file(manifest: Path) -> Path:
+    """Where the real paths of a manifest's private rows are kept."""
+    return Path(manifest).with_name(Path(manifest).name + PRIVATE_SUFFIX)
+
+
+def _mask_rows(rows: list[dict[str, Any]], tokens: frozenset[str], pseudonymize: bool) -> None:
+    """Puts the masked form of each path field under ``row["masked"]`` where it differs."""
+    from medssl.io.path_privacy import mask_label, mask_text
+
+    for row in rows:
+        row["pseudonymized"] = pseudonymize
+        masked = {f: mask_label(row[f], tokens, pseudonymize) for f in _PATH_FIELDS if row.get(f)}
+        masked = {f: v for f, v in masked.items() if v != row[f]}
+        if row.get("reason") and tokens:
+            row["reason"] = mask_text(row["reason"], tokens)
+        if masked:
+            row["masked"] = masked
+        if tokens:
+            row["_tokens"] = tokens  # in memory only, for the indexed root's own name
+
+
+def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any],
+               pseudonymize: bool = False) -> list[dict[str, Any]]:
     """Rows for one input; never raises for a bad input."""
+    from medssl.io.path_privacy import mask_label, read_patient_tokens
+
     path = Path(root) / inp.rel
+    tokens = read_patient_tokens(path) if inp.kind in ("dicom", "zip") else frozenset()
+    rows = _probe_rows(path, inp, probe, mask_label(inp.rel, tokens, pseudonymize))
+    _mask_rows(rows, tokens, pseudonymize)
+    return rows
+
+
+def _probe_rows(path: Path, inp: ScanInput, probe: Callable[[Path], Any], shown: str) -> list[dict[str, Any]]:
     try:
         if inp.kind == "dicom":  # subfolders and the folder's NIfTI files are inputs of their own
             result = probe(path, recursive=False, include_nifti=False)
@@ -190,7 +231,7 @@ def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list
     except OSError as err:
         return [_failed_row(inp, inp.rel, "unreadable", err.strerror or err.__class__.__name__)]
     except Exception as err:  # noqa: BLE001 - one bad input must not end the run; its message may quote values
-        log.warning("%s: unexpected %s while reading headers; row marked failed", inp.rel, err.__class__.__name__)
+        log.warning("%s: unexpected %s while reading headers; row marked failed", shown, err.__class__.__name__)
         return [_failed_row(inp, inp.rel, "internal", f"unexpected {err.__class__.__name__} while reading headers")]
     rows = _series_rows(inp, result)
     for rel, code, reason in result.failed:
@@ -206,9 +247,10 @@ def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any]) -> list
 
 def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
                probe: Callable[[Path], Any] | None = None,
-               skip: frozenset[Path] = frozenset(), workers: int = 1) -> IndexResult:
-    """Indexes ``root``; rows of ``previous`` whose input is unchanged are reused.
-    ``workers`` > 1 probes in that many processes (``probe`` must then be picklable)."""
+               skip: frozenset[Path] = frozenset(), workers: int = 1, pseudonymize: bool = False) -> IndexResult:
+    """Indexes ``root``; rows of ``previous`` whose input is unchanged (and were written with
+    the same ``pseudonymize``) are reused. ``workers`` > 1 probes in that many processes
+    (``probe`` must then be picklable)."""
     if probe is None:
         from medssl.io import probe
     from medssl.io.phi import salt_id
@@ -223,6 +265,7 @@ def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
     for inp in find_inputs(root, skip):
         kept = old.pop(inp.rel, None)
         unchanged = kept and all(r.get("fingerprint") == inp.fingerprint and
+                                 bool(r.get("pseudonymized")) == pseudonymize and
                                  (not r.get("series") or r.get("salt_id") == current_salt) for r in kept)  # fmt: skip
         slots.append(kept if unchanged else inp)  # type: ignore[arg-type]
     result.removed = len(old)
@@ -230,9 +273,9 @@ def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             probed = iter(pool.map(probe_rows, [root] * len(todo), todo, [probe] * len(todo),
-                                   chunksize=max(1, len(todo) // (8 * workers))))
+                                   [pseudonymize] * len(todo), chunksize=max(1, len(todo) // (8 * workers))))
     else:
-        probed = (probe_rows(root, inp, probe) for inp in todo)
+        probed = (probe_rows(root, inp, probe, pseudonymize) for inp in todo)
     for slot in slots:
         result.rows.extend(next(probed) if isinstance(slot, ScanInput) else slot)
     result.probed, result.reused = len(todo), len(slots) - len(todo)
@@ -242,8 +285,23 @@ def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
 
 
 def write_manifest(rows: list[dict[str, Any]], path: Path) -> None:
-    """Atomic: a temporary file in the same folder, fsync, then ``os.replace``."""
-    atomic_write_text(path, "".join(json.dumps(row, sort_keys=False) + "\n" for row in rows))
+    """Atomic: a temporary file in the same folder, fsync, then ``os.replace``. Rows with a
+    ``masked`` entry are written with the masked paths, their real ones go to the private
+    file (removed when no row needs it)."""
+    public, private = [], {}
+    for row in rows:
+        out = {k: v for k, v in row.items() if k not in ("masked", "_tokens")}
+        if row.get("masked"):
+            private[row["id"]] = {f: row[f] for f in row["masked"]}
+            out.update(row["masked"], private=True)
+        public.append(out)
+    side = private_paths_file(path)
+    if private:
+        atomic_write_text(side, json.dumps(private, indent=1))
+        os.chmod(side, 0o600)
+    elif side.is_file():
+        side.unlink()
+    atomic_write_text(path, "".join(json.dumps(row, sort_keys=False) + "\n" for row in public))
 
 
 def read_manifest(path: Path, *, check_salt: bool = True) -> list[dict[str, Any]]:
@@ -261,9 +319,32 @@ def read_manifest(path: Path, *, check_salt: bool = True) -> list[dict[str, Any]
             if not isinstance(row, dict) or "path" not in row:
                 raise CorruptFileError(f"line {n} is not a manifest row", source=Path(path).name)
             rows.append(row)
+    _restore_private(rows, Path(path))
     if check_salt:
         _warn_other_salt(rows, Path(path).name)
     return rows
+
+
+def _restore_private(rows: list[dict[str, Any]], path: Path) -> None:
+    """Real paths back into the private rows (their masked form kept under ``masked``)."""
+    if not any(r.get("private") for r in rows):
+        return
+    side = private_paths_file(path)
+    try:
+        real = json.loads(side.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name}: its rows with patient-named paths keep their real paths in {side.name}, "
+                          "which is not beside it; copy it from where the manifest was written, or re-run "
+                          "`medssl data index`") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise CorruptFileError(f"unreadable ({err.__class__.__name__})", source=side.name) from err
+    for row in rows:
+        if row.pop("private", False):
+            found = real.get(row.get("id")) if isinstance(real, dict) else None
+            if not isinstance(found, dict):
+                raise CorruptFileError(f"no real path for row {row.get('id')} of {path.name}", source=side.name)
+            row["masked"] = {f: row[f] for f in found}
+            row.update(found)
 
 
 def _warn_other_salt(rows: list[dict[str, Any]], name: str) -> None:
@@ -277,7 +358,7 @@ def _warn_other_salt(rows: list[dict[str, Any]], name: str) -> None:
 
 
 def update_manifest(root: Path, out: Path, *, probe: Callable[[Path], Any] | None = None,
-                    workers: int = 1) -> IndexResult:
+                    workers: int = 1, pseudonymize: bool = False) -> IndexResult:
     """Indexes ``root`` into ``out``, reusing ``out``'s rows of unchanged inputs."""
     previous = None
     if Path(out).is_file():
@@ -285,13 +366,35 @@ def update_manifest(root: Path, out: Path, *, probe: Callable[[Path], Any] | Non
             previous = read_manifest(out, check_salt=False)
         except CorruptFileError as err:
             log.warning("previous manifest unreadable (%s); indexing from scratch", err)
-    result = index_tree(root, previous, probe=probe, skip=frozenset({Path(out).resolve()}), workers=workers)
+    skip = frozenset({Path(out).resolve(), private_paths_file(Path(out)).resolve()})
+    result = index_tree(root, previous, probe=probe, skip=skip, workers=workers, pseudonymize=pseudonymize)
     # Relative, so a tree moved together with its manifest still resolves.
     rel_root = Path(os.path.relpath(Path(root).resolve(), Path(out).resolve().parent)).as_posix()
+    masked_root = _masked_root(rel_root, result.rows, pseudonymize)
     for row in result.rows:
         row["root"] = rel_root
+        row.pop("_tokens", None)
+        if masked_root != rel_root:
+            row["masked"] = {**(row.get("masked") or {}), "root": masked_root}
+        elif row.get("masked"):
+            row["masked"].pop("root", None)
     write_manifest(result.rows, out)
     return result
+
+
+def _masked_root(rel_root: str, rows: list[dict[str, Any]], pseudonymize: bool) -> str:
+    """The indexed root as the manifest shows it: a folder named after any indexed patient
+    masked (every named folder with ``pseudonymize``; ``..`` and ``.`` stay)."""
+    from medssl.io.path_privacy import mask_component
+
+    tokens = frozenset().union(*(r.get("_tokens") or () for r in rows))
+    kept = {r["masked"]["root"] for r in rows if r.get("root") == rel_root and "root" in (r.get("masked") or {})}
+    if kept and not pseudonymize:  # rows reused from the last run knew the root's patients
+        return kept.pop()
+    if not tokens and not pseudonymize:
+        return rel_root
+    parts = [p if p in (".", "..") else mask_component(p, tokens, pseudonymize) for p in rel_root.split("/")]
+    return "/".join(parts)
 
 
 def row_path(manifest: Path, row: dict[str, Any]) -> Path:

@@ -178,3 +178,55 @@ def test_unexpected_probe_error_is_one_failed_row_without_its_message(tree, tmp_
     assert len(bad) == 1 and bad[0]["status"] == "failed" and bad[0]["code"] == "internal"
     assert "ValueError" in bad[0]["reason"] and "SENTINEL" not in out.read_text()
     assert result.counts == {"ok": 8, "failed": 4}
+
+
+def _patient_named_tree(head_ct_series, tmp_path):
+    import shutil
+
+    root = tmp_path / "SENTINEL_PHI_DONOTLEAK_export"  # the indexed root itself named after the patient
+    shutil.copytree(head_ct_series, root / "SENTINEL_PHI_DONOTLEAK" / "head_ct")
+    return root
+
+
+def test_patient_named_folders_are_masked_and_their_real_paths_kept_aside(head_ct_series, tmp_path):
+    from medssl.data.manifest import private_paths_file, row_path
+    from tests.conftest import assert_no_phi
+
+    root = _patient_named_tree(head_ct_series, tmp_path)
+    out = tmp_path / "m.jsonl"
+    update_manifest(root, out)
+    public = [json.loads(line) for line in out.read_text().splitlines()]
+    assert_no_phi(out.read_text(), "manifest")
+    assert public[0]["private"] is True and public[0]["path"].startswith("case-")
+    side = private_paths_file(out)
+    assert side.is_file() and (side.stat().st_mode & 0o077) == 0  # owner-only
+    rows = read_manifest(out)  # real paths back, for the feed
+    assert row_path(out, rows[0]).is_dir() and rows[0]["path"] == "SENTINEL_PHI_DONOTLEAK/head_ct"
+    assert "private" not in rows[0]
+    result = update_manifest(root, out)  # unchanged: reused, still masked
+    assert result.reused == 1 and result.probed == 0
+    assert_no_phi(out.read_text(), "re-indexed manifest")
+    side.unlink()
+    from medssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"m.jsonl.private.json"):
+        read_manifest(out)
+
+
+def test_pseudonymize_masks_every_name_and_a_plain_tree_needs_no_private_file(tree, tmp_path):
+    from medssl.data.manifest import private_paths_file, row_path
+
+    plain = tmp_path / "plain.jsonl"
+    update_manifest(tree, plain)
+    assert not private_paths_file(plain).exists()
+    assert not any(json.loads(line).get("private") for line in plain.read_text().splitlines())
+    out = tmp_path / "p.jsonl"
+    update_manifest(tree, out, pseudonymize=True)
+    public = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(part.startswith("case-") for r in public for part in r["path"].split("/"))
+    rows = read_manifest(out)
+    assert all(row_path(out, r).exists() for r in rows if r["status"] == "ok")
+    assert update_manifest(tree, plain).reused > 0
+    again = update_manifest(tree, out)  # plain now: the pseudonymized rows are not reused
+    assert again.reused == 0 and again.probed > 0
+    assert not private_paths_file(out).exists()
