@@ -36,6 +36,9 @@ def register(sub) -> None:
     synth.add_argument("--appearance", choices=("uniform", "multiphase"), default="uniform",
                        help="multiphase: each subject in one contrast phase (native, arterial, portal, "
                        "delayed), with enhancing organs, kidney medulla and hepatic vessels (default uniform)")
+    synth.add_argument("--anatomy", choices=("regular", "varied"), default="regular",
+                       help="varied: the whole body deformed by a smooth random field per subject, so organ "
+                       "shape, size and position vary as between patients (default regular)")
     synth.set_defaults(func=run_synth)
 
     index = data_sub.add_parser(
@@ -65,7 +68,7 @@ def run_synth(args: argparse.Namespace) -> int:
         raise ConfigError(f"--spacing must be positive, got {args.spacing}")
     start = time.perf_counter()
     synth_cohort(args.out, args.n, fmt=args.format, seed=args.seed, shape=args.shape,
-                 spacing=args.spacing, workers=max(1, args.workers), appearance=args.appearance)
+                 spacing=args.spacing, workers=max(1, args.workers), appearance=args.appearance, anatomy=args.anatomy)
     log.info("wrote %d phantom subjects (%s) to %s in %.1f s", args.n, args.format, args.out,
              time.perf_counter() - start)
     return EXIT_OK

@@ -2,7 +2,8 @@
 
 ``make_phantom(seed)`` draws one subject: body shape, organ positions and sizes, lesions,
 noise, in-plane spacing (field of view) and slice thickness all vary with the seed, and the
-same seed always gives the same subject. ``appearance="multiphase"`` also draws a contrast
+same seed always gives the same subject. ``anatomy="varied"`` deforms the whole body by a
+smooth random field, for the shape variation between real patients. ``appearance="multiphase"`` also draws a contrast
 phase per subject (native, arterial, portal venous, delayed) with the organ enhancement of
 that phase, kidney cortex and medulla, hepatic vessels and phase-dependent lesion contrast,
 as a hospital archive mixes them; the anatomy and labels of a seed are the same in both
@@ -33,6 +34,7 @@ LABELS: dict[str, str] = {
 LIVER, KIDNEY, SPLEEN, LUNG, BONE, LESION = 1, 2, 3, 4, 5, 6
 HU_MIN, HU_MAX = -1024, 3071
 APPEARANCES = ("uniform", "multiphase")
+ANATOMIES = ("regular", "varied")
 PHASES = ("native", "arterial", "portal", "delayed")
 # Mean HU ranges per contrast phase (abdominal CT literature values, rounded). Liver and
 # spleen overlap in the portal and delayed phases, so only shape and position tell them apart.
@@ -88,8 +90,17 @@ def _ellipse_r(g: _Grid, a: float | np.ndarray, b: float | np.ndarray, cy: float
     return np.sqrt((g.x / a) ** 2 + ((g.y - cy) / b) ** 2)
 
 
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], amplitude: float) -> np.ndarray:
-    coarse = rng.normal(0.0, amplitude, size=(6, 6, 4)).astype(np.float32)
+def _warped(g: _Grid, shape: tuple[int, int, int], rng: np.random.Generator, amplitude: float) -> _Grid:
+    """The grid's world coordinates displaced by a smooth random field (``amplitude`` mm
+    standard deviation per axis, varying over about a third of the volume): every structure
+    drawn on it is deformed the same way, so organs change shape, size and place together."""
+    fields = [_smooth_field(rng, shape, amplitude, coarse=(4, 4, 3)) for _ in range(3)]
+    return _Grid(g.x + fields[0], g.y + fields[1], g.z + fields[2])
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], amplitude: float,
+                  coarse: tuple[int, int, int] = (6, 6, 4)) -> np.ndarray:
+    coarse = rng.normal(0.0, amplitude, size=coarse).astype(np.float32)
     return ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=1)[
         : shape[0], : shape[1], : shape[2]
     ]
@@ -116,7 +127,7 @@ def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image,
         return
     for flat in rng.choice(idx, size=min(count, idx.size), replace=False):
         i, j, k = np.unravel_index(flat, host.shape)
-        centre = (g.x[i, 0, 0], g.y[0, j, 0], g.z[0, 0, k])
+        centre = tuple(float(np.broadcast_to(a, host.shape)[i, j, k]) for a in (g.x, g.y, g.z))
         radius = rng.uniform(4.0, 15.0)
         radii = radius * rng.uniform(0.7, 1.3, size=3)
         mask = _ellipsoid(g, centre, radii, rng.uniform(0, np.pi)) & host
@@ -205,15 +216,20 @@ def make_phantom(
     shape: tuple[int, int, int] | None = None,
     spacing: tuple[float, float, float] | None = None,
     appearance: str = "uniform",
+    anatomy: str = "regular",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One CT-like torso subject.
 
     Returns ``(image, label, affine)``: image (X, Y, Z) float32 integer HU in [-1024, 3071],
     label (X, Y, Z) uint8 per ``LABELS``, affine (4, 4) voxel -> RAS+ mm. ``shape`` defaults
     to 96 x 96 x (40..80) and ``spacing`` to a field of view drawn around the body.
-    ``appearance``: "uniform" (one unenhanced look) or "multiphase" (see the module)."""
+    ``appearance``: "uniform" (one unenhanced look) or "multiphase" (see the module).
+    ``anatomy``: "regular" or "varied" (the whole body deformed by a smooth random field of
+    15 mm standard deviation, so organ shape, size and position vary as between patients)."""
     if appearance not in APPEARANCES:
         raise ValueError(f"appearance must be one of {', '.join(APPEARANCES)}, got {appearance!r}")
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
     rng = np.random.default_rng(seed)
     rng2 = np.random.default_rng([seed, 1])  # the multiphase draws; first draw = phantom_phase
     phase = PHASES[int(rng2.integers(len(PHASES)))]
@@ -229,6 +245,8 @@ def make_phantom(
     centre = np.round([rng.uniform(-10, 10), rng.uniform(-10, 10), centre_z], 2)
     affine = phantom_affine(shape, spacing, tuple(centre))
     g = _grid(shape, affine)
+    if anatomy == "varied":
+        g = _warped(g, shape, np.random.default_rng([seed, 2]), 15.0)
 
     image = np.full(shape, -1000.0, dtype=np.float32)
     label = np.zeros(shape, dtype=np.uint8)

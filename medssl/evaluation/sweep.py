@@ -142,7 +142,8 @@ def synth_data(cfg: SweepConfig, out: Path) -> SweepConfig:
     for (name, root), n, seed in zip(roots.items(), (syn.labeled, syn.unlabeled), (2 * syn.seed, 2 * syn.seed + 1)):
         if not (root / "dataset.json").is_file():
             log.info("sweep: writing %d %s phantoms to %s", n, name, root)
-            synth_cohort(root, n, fmt="nifti", seed=seed, shape=syn.shape, appearance=syn.appearance)
+            synth_cohort(root, n, fmt="nifti", seed=seed, shape=syn.shape, appearance=syn.appearance,
+                         anatomy=syn.anatomy)
     cfg = cfg.model_copy(deep=True)
     cfg.data.root = str(roots["labeled"])
     cfg.sweep.pretrain_data = str(roots["unlabeled"])

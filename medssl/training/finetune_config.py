@@ -108,6 +108,7 @@ class SweepSynth(StrictModel):
     # multiphase: each subject in one contrast phase (native / arterial / portal / delayed),
     # as a hospital archive mixes them, so that a few labeled cases cannot cover them all
     appearance: Literal["uniform", "multiphase"] = "uniform"
+    anatomy: Literal["regular", "varied"] = "regular"  # varied: the body deformed per subject
 
 
 class SweepSection(StrictModel):

@@ -149,3 +149,17 @@ def test_multiphase_cohort_records_each_phase(tmp_path):
     assert all(e["phase"] in ("native", "arterial", "portal", "delayed") for e in entries)
     with pytest.raises(ConfigError, match="appearance"):
         synth_cohort(tmp_path / "d", 1, appearance="dark")
+
+
+def test_varied_anatomy_deforms_the_body_reproducibly():
+    regular = make_phantom(3, shape=(48, 48, 24))
+    varied = make_phantom(3, shape=(48, 48, 24), anatomy="varied")
+    again = make_phantom(3, shape=(48, 48, 24), anatomy="varied")
+    np.testing.assert_array_equal(varied[1], again[1])
+    np.testing.assert_array_equal(regular[2], varied[2])  # same grid, other shapes
+    changed = np.mean(regular[1] != varied[1])
+    assert 0.02 < changed < 0.5
+    for k in (LIVER, KIDNEY, SPLEEN):
+        assert (varied[1] == k).sum() > 0.3 * (regular[1] == k).sum()  # deformed, not destroyed
+    with pytest.raises(ValueError, match="anatomy"):
+        make_phantom(0, shape=(16, 16, 8), anatomy="alien")
