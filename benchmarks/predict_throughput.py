@@ -35,7 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
-from medssl.inference.predictor import Predictor, enable_fused_attention
+from medssl.inference.predictor import Predictor
+from medssl.models.encoders import use_fused_attention
 from medssl.inference.window import WindowConfig, WindowRunner, autocast
 from medssl.io.scan import Scan
 
@@ -120,7 +121,7 @@ def run_swin(args: argparse.Namespace, device: torch.device) -> None:
     del ref
 
     net = copy.deepcopy(base)
-    enable_fused_attention(net)
+    use_fused_attention(net)
     if args.compile:
         net = torch.compile(net)
     for sw_batch in args.sw_batch:

@@ -25,6 +25,7 @@ from medssl.devices import resolve_device
 from medssl.errors import ConfigError
 from medssl.inference.resample import resample_to_grid
 from medssl.inference.window import WindowConfig, WindowRunner, autocast
+from medssl.models.encoders import use_fused_attention
 from medssl.io.scan import Scan
 
 log = logging.getLogger("medssl.inference")
@@ -77,7 +78,7 @@ class Predictor:
         self.tta = tta
         self.preprocessing = artifact.preprocessing
         self.network = artifact.build(self.device)
-        enable_fused_attention(self.network)
+        use_fused_attention(self.network)  # also for artifacts trained with sdpa off
         if compile:
             self.network = torch.compile(self.network)
         inf = artifact.inference
@@ -198,14 +199,6 @@ class Predictor:
             return mean, None
         mutual_info = (entropy(mean[None]) - entropy_sum / len(flips))[0] / math.log(max(2, mean.shape[0]))
         return mean, mutual_info
-
-
-def enable_fused_attention(network: torch.nn.Module) -> None:
-    """Switch MONAI attention blocks that offer it (SwinUNETR's ``use_flash_attention``) to
-    ``scaled_dot_product_attention``; same weights and maths, used only without gradients."""
-    for module in network.modules():
-        if hasattr(module, "use_flash_attention"):
-            module.use_flash_attention = True
 
 
 def to_probabilities(logits: Tensor) -> Tensor:

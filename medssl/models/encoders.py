@@ -59,6 +59,20 @@ def _sdpa_window_attention(self: WindowAttention, x: Tensor, mask: Tensor | None
     return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
 
+def use_fused_attention(network: nn.Module) -> nn.Module:
+    """The one switch for fused attention: Swin window attention through
+    ``_sdpa_window_attention`` and MONAI blocks that offer it (ViT's ``SABlock``,
+    ``use_flash_attention``) through ``scaled_dot_product_attention``. Same weights and maths,
+    with or without gradients; idempotent. Returns ``network``."""
+    for module in network.modules():
+        if isinstance(module, WindowAttention) and not getattr(module, "_medssl_sdpa", False):
+            module.forward = types.MethodType(_sdpa_window_attention, module)
+            module._medssl_sdpa = True
+        elif hasattr(module, "use_flash_attention"):
+            module.use_flash_attention = True
+    return network
+
+
 class SwinEncoder(SwinTransformer):
     """MONAI ``SwinTransformer`` configured as in SwinUNETR (window 7, patch 2, depths 2-2-2-2).
 
@@ -97,9 +111,7 @@ class SwinEncoder(SwinTransformer):
         self.out_channels = [feature_size * 2**i for i in range(5)]
         self.strides = [2, 4, 8, 16, 32]
         if sdpa:
-            for module in self.modules():
-                if isinstance(module, WindowAttention):
-                    module.forward = types.MethodType(_sdpa_window_attention, module)
+            use_fused_attention(self)
 
     def proj_out(self, x: Tensor, normalize: bool = False) -> Tensor:
         """MONAI's channel layer norm, written with permute so einops is not needed."""
@@ -190,6 +202,7 @@ class ViTEncoder(nn.Module):
         num_layers: int = 12,
         num_heads: int = 12,
         dropout_rate: float = 0.0,
+        sdpa: bool = True,
     ) -> None:
         super().__init__()
         from monai.networks.nets import ViT
@@ -202,6 +215,8 @@ class ViTEncoder(nn.Module):
         self.taps = sorted({max(0, num_layers * (i + 1) // 4 - 1) for i in range(4)})
         self.out_channels = [hidden_size] * len(self.taps)
         self.strides = [patch_size] * len(self.taps)
+        if sdpa:
+            use_fused_attention(self)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         last, hidden = self.vit(x)

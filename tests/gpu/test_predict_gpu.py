@@ -39,7 +39,7 @@ def test_swin_unetr_window_runner_agrees_with_plain_sliding_window():
     from monai.inferers import sliding_window_inference
     from monai.networks.nets import SwinUNETR
 
-    from medssl.inference.predictor import enable_fused_attention
+    from medssl.models.encoders import use_fused_attention
     from medssl.inference.window import WindowConfig, WindowRunner
 
     torch.manual_seed(0)
@@ -47,7 +47,7 @@ def test_swin_unetr_window_runner_agrees_with_plain_sliding_window():
     x = torch.rand(1, 1, 96, 96, 80, device="cuda")
     with torch.inference_mode():
         ref = torch.softmax(sliding_window_inference(x, (64, 64, 64), 2, net, overlap=0.25, mode="gaussian"), 1)
-    enable_fused_attention(net)
+    use_fused_attention(net)
     out = WindowRunner(net, WindowConfig((64, 64, 64), 0.25, 4, "gaussian", amp="bf16"), torch.device("cuda"), 3)(x)
     assert (torch.softmax(out, 1) - ref).abs().max() < 0.05
 

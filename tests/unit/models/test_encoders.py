@@ -71,3 +71,26 @@ def test_vit_token_maps_and_ssl_task():
     assert [tuple(f.shape) for f in feats] == [(2, 24, 2, 2, 2)] * 4
     out = SSLTask(spec, TasksConfig(views={"max_shift": 2}), 32)({"image": torch.rand(2, 1, 34, 34, 34), "seed": 0})
     assert torch.isfinite(out["loss"])
+
+
+def test_one_fused_attention_switch_for_swin_and_vit():
+    from monai.networks.blocks.selfattention import SABlock
+
+    from medssl.models.encoders import build_encoder, use_fused_attention
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 32, 32, 32)
+    for spec in ({"name": "swin", "feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]},
+                 {"name": "vit", "img_size": 32, "patch_size": 16, "hidden_size": 48, "mlp_dim": 96,
+                  "num_layers": 4, "num_heads": 2}):
+        plain = build_encoder({**spec, "sdpa": False}).eval()
+        fused = build_encoder({**spec, "sdpa": False}).eval()
+        fused.load_state_dict(plain.state_dict())
+        assert use_fused_attention(use_fused_attention(fused)) is fused  # idempotent
+        blocks = [m for m in fused.modules() if isinstance(m, SABlock)]
+        assert all(b.use_flash_attention for b in blocks)
+        assert not any(getattr(m, "use_flash_attention", False) for m in plain.modules())
+        with torch.no_grad():
+            for a, b in zip(plain(x), fused(x)):
+                torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        assert build_encoder(spec)(x)[0].requires_grad  # on by default, gradients included
