@@ -1,5 +1,7 @@
 """Evaluate a model artifact on labeled data (``medssl evaluate``): cases preprocessed as the
-artifact says, scored by the artifact's task object (:mod:`medssl.tasks.kinds`)."""
+artifact says, predicted through the :class:`~medssl.inference.predictor.Predictor` (the
+same window, precision and fallbacks as ``medssl predict``) on the model's grid, and scored
+by the artifact's task object (:mod:`medssl.tasks.kinds`)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def evaluate_artifact(model: str | Path, data: str | Path, device: str = "auto",
     from medssl.artifacts.model import load_model_artifact
     from medssl.training.finetune_config import FinetuneConfig
     from medssl.data.labeled import prepare_case
-    from medssl.devices import resolve_device
+    from medssl.inference.predictor import Predictor
 
     art = load_model_artifact(model)
     base = art.meta.get("config") or {"task": art.task}
@@ -41,8 +43,9 @@ def evaluate_artifact(model: str | Path, data: str | Path, device: str = "auto",
     cfg.data.labels = dict(art.labels) if cfg.data.class_from_label is None else None
     cfg.data.preprocessing = art.preprocessing.model_copy(deep=True)
     names = {str(k): str(v) for k, v in art.labels.items()}
-    dev = resolve_device(device)
+    predictor = Predictor(art, device=device)  # as `medssl predict` runs it: window, precision, fallbacks
     cases = [prepare_case(c, cfg, names) for c in cases_for(data)]
-    result = task_kind(art.task).score(art.build(dev), cases, names, art.inference, dev, n_boot=n_boot)
+    result = task_kind(art.task).score(predictor.network, cases, names, art.inference, predictor.device,
+                                       n_boot=n_boot, scorer=predictor.scores)
     return {"task": art.task, "model": {"network": art.network.get("name"), "sha256": art.sha256},
             "n_cases": len(cases), **result}

@@ -141,6 +141,17 @@ class Predictor:
         )
         return pred
 
+    def scores(self, x: Tensor) -> Tensor:
+        """Class probabilities on the model's own grid for a preprocessed input [1, C, X', Y', Z']:
+        [1, K, X', Y', Z'] (segmentation) or [1, K] (classification), with this predictor's
+        window, precision, fallbacks and TTA. ``predict`` resamples these to the scan;
+        ``medssl evaluate`` scores them against labels on the same grid."""
+        x = x.to(self.device)
+        with torch.inference_mode():
+            if self.task == "classification":
+                return self._flip_average(self._classifier_forward, self._whole(x))[0][None]
+            return self._flip_average(lambda inp: self.runner(inp), x)[0][None]
+
     def _flips(self) -> tuple[tuple[int, ...], ...]:
         return TTA_FLIPS if self.tta else ((),)
 
@@ -162,16 +173,16 @@ class Predictor:
             uncertainty=stack[k].clamp(0, 1).cpu().numpy() if mutual_info is not None else None,
         )
 
+    def _whole(self, x: Tensor) -> Tensor:
+        size = self.window.roi_size  # a classifier sees the whole volume resized to its window
+        return F.interpolate(x, size=size, mode="trilinear", align_corners=False) if tuple(x.shape[2:]) != size else x
+
+    def _classifier_forward(self, inp: Tensor) -> Tensor:
+        with torch.inference_mode(), autocast(self.device, self.window.amp):
+            return self.network(inp).float()
+
     def _classify(self, scan: Scan, x: Tensor) -> Prediction:
-        size = self.window.roi_size
-        if tuple(x.shape[2:]) != size:
-            x = F.interpolate(x, size=size, mode="trilinear", align_corners=False)
-
-        def forward(inp: Tensor) -> Tensor:
-            with torch.inference_mode(), autocast(self.device, self.window.amp):
-                return self.network(inp).float()
-
-        mean, _ = self._flip_average(forward, x)
+        mean, _ = self._flip_average(self._classifier_forward, self._whole(x))
         names = [self.labels.get(str(i), str(i)) for i in range(mean.shape[0])]
         return Prediction(
             task=self.task,

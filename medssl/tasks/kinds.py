@@ -17,7 +17,7 @@ from medssl.data.labeled import PreparedCase, sample_crops, whole_volume
 from medssl.errors import ConfigError
 from medssl.models.sliding import InferenceSettings
 from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights, voxel_class_weights
-from medssl.tasks.scoring import classify_case, score_classification, score_segmentation, segment_case
+from medssl.tasks.scoring import Scorer, classify_case, score_classification, score_segmentation, segment_case
 
 Batches = Callable[[np.random.Generator], dict[str, torch.Tensor]]
 
@@ -62,8 +62,9 @@ class FinetuneKind(ABC):
     @abstractmethod
     def score(self, network: nn.Module, cases: list[PreparedCase], labels: dict[str, str],
               inference: InferenceSettings, device: torch.device, *, distances: bool = True,
-              n_boot: int = 1000) -> dict[str, Any]:
-        """{"per_case": [...], "summary": {metric: ...}}."""
+              n_boot: int = 1000, scorer: Scorer | None = None) -> dict[str, Any]:
+        """{"per_case": [...], "summary": {metric: ...}}; ``scorer`` (``Predictor.scores``)
+        predicts as deployment does, else the network through MONAI's sliding window."""
 
 
 class Segmentation(FinetuneKind):
@@ -88,8 +89,9 @@ class Segmentation(FinetuneKind):
     def predict(self, network, case, inference, device):
         return segment_case(network, case, inference, device)
 
-    def score(self, network, cases, labels, inference, device, *, distances=True, n_boot=1000):
-        return score_segmentation(network, cases, labels, inference, device, distances=distances, n_boot=n_boot)
+    def score(self, network, cases, labels, inference, device, *, distances=True, n_boot=1000, scorer=None):
+        return score_segmentation(network, cases, labels, inference, device, distances=distances, n_boot=n_boot,
+                                  scorer=scorer)
 
 
 class Classification(FinetuneKind):
@@ -115,8 +117,8 @@ class Classification(FinetuneKind):
     def predict(self, network, case, inference, device):
         return classify_case(network, case, inference, device)
 
-    def score(self, network, cases, labels, inference, device, *, distances=True, n_boot=1000):
-        return score_classification(network, cases, labels, inference, device, n_boot=n_boot)
+    def score(self, network, cases, labels, inference, device, *, distances=True, n_boot=1000, scorer=None):
+        return score_classification(network, cases, labels, inference, device, n_boot=n_boot, scorer=scorer)
 
 
 TASK_KINDS: dict[str, FinetuneKind] = {k.name: k for k in (Segmentation(), Classification())}

@@ -8,6 +8,7 @@ preprocessing), where the reference labels were carried nearest-neighbour."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,30 +21,41 @@ from medssl.data.labeled import PreparedCase, whole_volume
 from medssl.tasks.metrics import bootstrap_ci, classification_metrics, mean_over_classes, segmentation_metrics
 
 
+# How a deployed model scores a preprocessed input [1, C, X, Y, Z]: class scores [1, K, X, Y, Z]
+# (segmentation) or [1, K] (classification); ``Predictor.scores``. Without one, the network
+# itself through MONAI's sliding window (what validation during training uses).
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
 def segment_case(network: nn.Module, case: PreparedCase, inference: InferenceSettings,
-                 device: torch.device) -> np.ndarray:
-    """(X, Y, Z) int label map on the case's preprocessed grid (MONAI sliding window)."""
+                 device: torch.device, scorer: Scorer | None = None) -> np.ndarray:
+    """(X, Y, Z) int label map on the case's preprocessed grid."""
+    x = torch.from_numpy(case.image)[None]
+    if scorer is not None:
+        return scorer(x).argmax(1)[0].cpu().numpy().astype(np.int16)
     network.eval()
-    x = torch.from_numpy(case.image)[None].to(device)
-    logits = sliding_window_inference(x, tuple(inference.roi_size), inference.sw_batch_size, network,
+    logits = sliding_window_inference(x.to(device), tuple(inference.roi_size), inference.sw_batch_size, network,
                                       overlap=inference.overlap, mode=inference.mode)
     return logits.argmax(1)[0].cpu().numpy().astype(np.int16)  # type: ignore[union-attr]
 
 
 @torch.no_grad()
 def classify_case(network: nn.Module, case: PreparedCase, inference: InferenceSettings,
-                  device: torch.device) -> np.ndarray:
+                  device: torch.device, scorer: Scorer | None = None) -> np.ndarray:
     """(K,) class probabilities of the whole volume."""
+    if scorer is not None:
+        return scorer(torch.from_numpy(case.image)[None])[0].float().cpu().numpy()
     network.eval()
     logits = network(whole_volume(case, tuple(inference.roi_size)).to(device))
     return torch.softmax(logits.float(), 1)[0].cpu().numpy()
 
 
 def score_classification(network: nn.Module, cases: list[PreparedCase], labels: dict[str, str],
-                         inference: InferenceSettings, device: torch.device, n_boot: int = 1000) -> dict[str, Any]:
+                         inference: InferenceSettings, device: torch.device, n_boot: int = 1000,
+                         scorer: Scorer | None = None) -> dict[str, Any]:
     """Pooled classification metrics, per-case probabilities and a bootstrap CI of accuracy."""
-    probs = np.stack([classify_case(network, c, inference, device) for c in cases])
+    probs = np.stack([classify_case(network, c, inference, device, scorer) for c in cases])
     y = [int(c.cls) for c in cases]  # type: ignore[arg-type]
     pooled = classification_metrics(y, probs, labels)
     per_case = [{"case": c.case_id, "target": t, "probs": [round(float(p), 5) for p in pr]}
@@ -54,11 +66,11 @@ def score_classification(network: nn.Module, cases: list[PreparedCase], labels: 
 
 def score_segmentation(network: nn.Module, cases: list[PreparedCase], labels: dict[str, str],
                        inference: InferenceSettings, device: torch.device, distances: bool = True,
-                       n_boot: int = 1000) -> dict[str, Any]:
+                       n_boot: int = 1000, scorer: Scorer | None = None) -> dict[str, Any]:
     """Per-case Dice (and HD95, surface Dice) and their means with bootstrap CIs."""
     per_case = []
     for case in cases:
-        pred = segment_case(network, case, inference, device)
+        pred = segment_case(network, case, inference, device, scorer)
         spacing = np.linalg.norm(case.affine[:3, :3], axis=0)
         m = segmentation_metrics(pred, case.label, labels, spacing, distances=distances)  # type: ignore[arg-type]
         per_case.append({"case": case.case_id, **m, "mean_dice": mean_over_classes(m["dice"])})

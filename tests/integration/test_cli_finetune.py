@@ -81,6 +81,23 @@ def test_finetune_artifact_predict_evaluate_bundle(phantoms, tmp_path, capsys):
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert ev["n_cases"] == 10 and 0.0 <= ev["summary"]["dice"]["mean"] <= 1.0
     assert set(ev["per_case"][0]) >= {"dice", "hd95", "surface_dice"}
+    # evaluate predicts through the Predictor; it agrees with MONAI's plain sliding window over
+    # the same weights and grid (what validation during training uses)
+    import torch
+
+    from medssl.data.labeled import prepare_case
+    from medssl.evaluation.evaluate import cases_for
+    from medssl.tasks.kinds import task_kind
+    from medssl.training.finetune_config import FinetuneConfig
+
+    cfg = FinetuneConfig.model_validate(art.meta["config"])
+    cases = [prepare_case(c, cfg, art.labels) for c in cases_for(phantoms)]
+    plain = task_kind("segmentation").score(art.build(), cases, art.labels, art.inference, torch.device("cpu"),
+                                            distances=False, n_boot=10)
+    own = {r["case"]: r["mean_dice"] for r in plain["per_case"]}
+    again = {r["case"]: r["mean_dice"] for r in ev["per_case"]}
+    assert again.keys() == own.keys()
+    assert all(abs(again[c] - own[c]) < 1e-3 for c in own), (own, again)
     # re-running the same command resumes the finished run instead of retraining
     assert main(["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(run),
                  f"data.root={phantoms}", *FAST]) == 0
