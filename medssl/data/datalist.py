@@ -26,7 +26,7 @@ import csv
 import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,9 @@ class LabeledCase:
     label: Path | None = None  # segmentation label map
     cls: str | None = None  # classification target as written in the datalist
     more_channels: tuple[Path, ...] = ()  # channels 1.. of a multi-channel case (nnU-Net _0001 ..)
+    # what splits sort by: the case id as read, kept (in memory only) when the id is a pseudonym,
+    # so that data.pseudonymize does not change which cases go where
+    sort_key: str = field(default="", repr=False, compare=False)
 
     @property
     def channels(self) -> tuple[Path, ...]:
@@ -60,6 +63,21 @@ class Splits:
     train: list[LabeledCase]
     val: list[LabeledCase]
     test: list[LabeledCase]
+
+
+def pseudonymized(cases: list[LabeledCase]) -> list[LabeledCase]:
+    """The cases with hashed case ids (``medssl.io.path_privacy.pseudonym``), same order and split."""
+    from medssl.io.path_privacy import pseudonym
+
+    return [replace(c, case_id=pseudonym(c.case_id), sort_key=c.sort_key or c.case_id) for c in cases]
+
+
+def load_cases(data) -> list[LabeledCase]:
+    """The cases of a fine-tune ``data`` section: ``load_datalist(data.root)``, with hashed
+    case ids when ``data.pseudonymize`` (model.pt, summaries, sweep reports and logs then
+    never show the file names, which may be patients' names)."""
+    cases = load_datalist(data.root)
+    return pseudonymized(cases) if getattr(data, "pseudonymize", False) else cases
 
 
 def load_datalist(source: str | Path) -> list[LabeledCase]:
@@ -180,7 +198,7 @@ def split_cases(
     validation cases do not depend on it, so runs with different ``n_train`` are compared
     on the same held-out cases. ``train_seed`` reshuffles the training pool before taking
     ``n_train`` (different labeled subsets per seed, nested across ``n_train``)."""
-    order = sorted(cases, key=lambda c: c.case_id)
+    order = sorted(cases, key=lambda c: c.sort_key or c.case_id)
     random.Random(seed).shuffle(order)
     n = len(order)
     n_test = n_test if n_test is not None else round(n * test_fraction)

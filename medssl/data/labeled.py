@@ -52,6 +52,9 @@ class DataConfig(StrictModel):
     n_val: int | None = Field(None, ge=0)
     n_train: int | None = Field(None, ge=1)  # keep only this many labeled training cases
     split_seed: int = 0
+    # case ids as hashed pseudonyms in model.pt, summaries, sweep reports and logs (file names may
+    # be patients' names); the split stays the same
+    pseudonymize: bool = False
 
     def split(self, cases: list, *, n_train: int | None = None, train_seed: int | None = None):
         """Test / validation / training cases by this config (``split_cases``); the held-out

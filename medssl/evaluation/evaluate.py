@@ -44,7 +44,12 @@ def evaluate_artifact(model: str | Path, data: str | Path, device: str = "auto",
     cfg.data.preprocessing = art.preprocessing.model_copy(deep=True)
     names = {str(k): str(v) for k, v in art.labels.items()}
     predictor = Predictor(art, device=device)  # as `medssl predict` runs it: window, precision, fallbacks
-    cases = [prepare_case(c, cfg, names) for c in cases_for(data)]
+    found = cases_for(data)
+    if cfg.data.pseudonymize:  # as the model was trained: hashed case ids in the report
+        from medssl.data.datalist import pseudonymized
+
+        found = pseudonymized(found)
+    cases = [prepare_case(c, cfg, names) for c in found]
     result = task_kind(art.task).score(predictor.network, cases, names, art.inference, predictor.device,
                                        n_boot=n_boot, scorer=predictor.scores)
     return {"task": art.task, "model": {"network": art.network.get("name"), "sha256": art.sha256},

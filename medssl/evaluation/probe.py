@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from medssl.artifacts.weights import load_pretrained
-from medssl.data.datalist import load_datalist
+from medssl.data.datalist import load_cases
 from medssl.errors import ConfigError
 from medssl.models import build_network
 from medssl.training.finetune_config import FinetuneConfig
@@ -38,7 +38,7 @@ def run_probe(cfg: FinetuneConfig, pretrained: str | None = None, seed: int = 0)
     cfg = cfg.model_copy(deep=True)
     cfg.task = "classification"
     names = resolve_labels(cfg)
-    cases = [prepare_case(c, cfg, names) for c in load_datalist(cfg.data.root)]
+    cases = [prepare_case(c, cfg, names) for c in load_cases(cfg.data)]
     y = np.array([c.cls for c in cases])
     counts = np.bincount(y, minlength=len(names))
     folds = int(min(5, counts[counts > 0].min())) if (counts > 0).sum() > 1 else 0
@@ -161,7 +161,7 @@ def run_segmentation_probe(cfg: FinetuneConfig, pretrained: str | None, n_train:
 
     names = resolve_labels(cfg)
     d = cfg.data
-    splits = d.split(load_datalist(d.root))
+    splits = d.split(load_cases(d))
     train = [prepare_case(c, cfg, names) for c in splits.train[:n_train]]
     test = [prepare_case(c, cfg, names) for c in (splits.test or splits.val)]
     weights = open_weights(pretrained) if pretrained else None  # read once: spec and tensors

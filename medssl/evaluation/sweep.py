@@ -30,7 +30,7 @@ from typing import Any
 
 from medssl.atomic import atomic_path
 from medssl.config import load_config
-from medssl.data.datalist import load_datalist
+from medssl.data.datalist import load_cases
 from medssl.data.feed import PretrainDataConfig, list_volumes
 from medssl.data.twins import fingerprints, unique_by_pixels
 from medssl.errors import ConfigError
@@ -46,7 +46,7 @@ log = logging.getLogger("medssl.sweep")
 def plan_splits(cfg: SweepConfig) -> dict[str, Any]:
     """Test, validation and labeled-pool case ids, and each (n, seed)'s labeled cases."""
     d, s = cfg.data, cfg.sweep
-    cases = load_datalist(d.root)
+    cases = load_cases(d)
     base = d.split(cases)
     subsets = {}
     for n in s.n_labeled:

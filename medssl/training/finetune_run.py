@@ -24,7 +24,7 @@ from medssl.artifacts.domain import training_domain
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
 from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained, open_weights
 from medssl.config import config_to_dict, save_config
-from medssl.data.datalist import Splits, load_datalist
+from medssl.data.datalist import Splits, load_cases
 from medssl.errors import CheckpointError, ConfigError
 from medssl.models import build_network
 from medssl.tasks.kinds import task_kind
@@ -122,7 +122,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
     save_config(cfg, out / "config.yaml")
     torch.manual_seed(cfg.seed)
     names = resolve_labels(cfg)
-    all_cases = load_datalist(cfg.data.root)
+    all_cases = load_cases(cfg.data)
     d = cfg.data
     splits = d.split(all_cases, n_train=d.n_train, train_seed=cfg.seed if d.n_train else None)
     train = [prepare_case(c, cfg, names) for c in splits.train]

@@ -257,3 +257,29 @@ def test_real_scans_finetune_then_evaluate(real_data, tmp_path, capsys, modality
     ev = json.loads(report.read_text())
     assert ev["n_cases"] == 1 and 0.0 <= ev["per_case"][0]["dice"]["lesion"] <= 1.0
     assert "lesion: dice" in capsys.readouterr().out
+
+
+def test_pseudonymized_case_ids_keep_the_split_and_leave_no_file_name(phantoms, tmp_path):
+    from medssl.data.datalist import load_cases, load_datalist, pseudonymized, split_cases
+
+    plain = load_datalist(phantoms)
+    hashed = pseudonymized(plain)
+    assert all(c.case_id.startswith("case-") for c in hashed)
+    a, b = split_cases(plain, seed=3, val_fraction=0.2, n_test=2), split_cases(hashed, seed=3, val_fraction=0.2, n_test=2)
+    for part in ("train", "val", "test"):
+        assert [c.image for c in getattr(a, part)] == [c.image for c in getattr(b, part)]
+    run = tmp_path / "run"
+    rc = main(["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(run), f"data.root={phantoms}",
+               "data.pseudonymize=true", "data.n_test=2", *FAST])
+    assert rc == 0
+    from medssl.artifacts.model import load_model_artifact
+
+    meta = load_model_artifact(run).meta
+    assert meta["train_cases"] and all(c.startswith("case-") for c in meta["train_cases"] + meta["test_cases"])
+    for f in run.rglob("*"):
+        if f.is_file() and f.suffix in (".json", ".jsonl", ".yaml", ".pt"):
+            assert b"phantom_0" not in f.read_bytes(), f.name
+    from medssl.training.finetune_config import FinetuneConfig
+
+    cfg = FinetuneConfig.model_validate({"data": {"root": str(phantoms), "pseudonymize": True}})
+    assert [c.case_id for c in load_cases(cfg.data)] == [c.case_id for c in hashed]
