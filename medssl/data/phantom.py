@@ -3,12 +3,11 @@
 ``make_phantom(seed)`` draws one subject: body shape, organ positions and sizes, lesions,
 noise, in-plane spacing (field of view) and slice thickness all vary with the seed, and the
 same seed always gives the same subject. ``anatomy="varied"`` deforms the whole body by a
-smooth random field, for the shape variation between real patients. ``appearance="multiphase"`` also draws a contrast
-phase per subject (native, arterial, portal venous, delayed) with the organ enhancement of
-that phase, kidney cortex and medulla, hepatic vessels and phase-dependent lesion contrast,
-as a hospital archive mixes them; the anatomy and labels of a seed are the same in both
-appearances. Images are integer HU stored as float32; labels
-follow ``LABELS``. Anatomy is laid out in RAS+ millimetres around the body centre and then
+smooth random field, for the shape variation between real patients. ``appearance="multiphase"``
+draws a contrast phase per subject (native, arterial, portal venous, delayed) with the organ
+enhancement of that phase, kidney cortex and medulla, hepatic vessels and phase-dependent
+lesion contrast, as a hospital archive mixes them; the anatomy and labels of a seed are the
+same in both appearances. Images are integer HU stored as float32; labels follow ``LABELS``. Anatomy is laid out in RAS+ millimetres around the body centre and then
 sampled on the voxel grid, so any grid orientation gives the same patient.
 
 The affine has LPS axis codes (i towards patient left, j posterior, k superior), the grid
