@@ -5,6 +5,7 @@ preprocessed grid nearest-neighbour, and training crops sampled from them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import OrderedDict
@@ -143,7 +144,8 @@ def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> 
            str(d.class_from_label), tuple(names.items()), cfg.task)
     if key in _CACHE:
         _CACHE.move_to_end(key)
-        return _CACHE[key]
+        hit = _CACHE[key]  # the same file under another id (data.pseudonymize) keeps its new id
+        return hit if hit.case_id == case.case_id else dataclasses.replace(hit, case_id=case.case_id)
     image, raw_label, affine, _ = read_labeled_case(case)
     scan = Scan(image, affine, cfg.data.modality, case.image.name, case.case_id)
     array, new_affine = preprocess_scan(scan, pp)
