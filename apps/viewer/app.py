@@ -14,15 +14,21 @@ if str(_REPO) not in sys.path:  # `streamlit run` puts only this folder on sys.p
 
 import streamlit as st
 
-from apps.viewer.components.auth import require_login
-from apps.viewer.components.export_panel import exports
-from apps.viewer.components.metadata_panel import metadata
-from apps.viewer.components.open_panel import open_scan
-from apps.viewer.components.results_panel import results
-from apps.viewer.components.views import viewer
-from apps.viewer.settings import from_env
-
 st.set_page_config(page_title="medssl viewer", layout="wide")
+# The first run of a server process imports the readers and renderers (seconds on a small
+# CPU); say so instead of a blank page. Later reruns find them imported.
+_starting = st.empty()
+_starting.caption("Starting the viewer ...")
+
+from apps.viewer.components.auth import require_login  # noqa: E402
+from apps.viewer.components.export_panel import exports  # noqa: E402
+from apps.viewer.components.metadata_panel import metadata  # noqa: E402
+from apps.viewer.components.open_panel import open_scan  # noqa: E402
+from apps.viewer.components.results_panel import results  # noqa: E402
+from apps.viewer.components.views import viewer  # noqa: E402
+from apps.viewer.settings import from_env  # noqa: E402
+
+_starting.empty()
 require_login()
 settings = from_env()
 loaded = open_scan(settings)
