@@ -28,6 +28,7 @@ import logging
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from medssl.data.nnunet import labels_by_value, nnunet_cases, read_dataset_json
 from medssl.errors import ConfigError, GeometryError, InputError
 from medssl.io import read_scan
 from medssl.io.discovery import NIFTI_SUFFIXES, case_stem, is_label, is_nifti
+
+if TYPE_CHECKING:
+    from medssl.data.labeled import DataConfig
 
 log = logging.getLogger("medssl.datalist")
 
@@ -72,12 +76,12 @@ def pseudonymized(cases: list[LabeledCase]) -> list[LabeledCase]:
     return [replace(c, case_id=pseudonym(c.case_id), sort_key=c.sort_key or c.case_id) for c in cases]
 
 
-def load_cases(data) -> list[LabeledCase]:
+def load_cases(data: DataConfig) -> list[LabeledCase]:
     """The cases of a fine-tune ``data`` section: ``load_datalist(data.root)``, with hashed
     case ids when ``data.pseudonymize`` (model.pt, summaries, sweep reports and logs then
     never show the file names, which may be patients' names)."""
     cases = load_datalist(data.root)
-    return pseudonymized(cases) if getattr(data, "pseudonymize", False) else cases
+    return pseudonymized(cases) if data.pseudonymize else cases
 
 
 def load_datalist(source: str | Path) -> list[LabeledCase]:

@@ -137,9 +137,9 @@ def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image,
         label[mask] = LESION
 
 
-def _paint_body(rng, g: _Grid, shape, a: float, b: float, image: np.ndarray):
-    """Subcutaneous fat, muscle wall and the abdominal/thoracic cavity's soft tissue.
-    Returns the cavity mask and its semi-axes (mm)."""
+def _paint_body(rng, g: _Grid, shape, a: float, b: float, image: np.ndarray, muscle_hu: float | None = None):
+    """Subcutaneous fat, muscle wall (``muscle_hu`` for a contrast phase) and the
+    abdominal/thoracic cavity's soft tissue. Returns the cavity mask and its semi-axes (mm)."""
     taper = 1.0 + 0.0008 * g.z  # a little wider towards the chest
     fat_mm = rng.uniform(8.0, 30.0)
     body = np.broadcast_to(_ellipse_r(g, a * taper, b * taper) <= 1.0, shape)
@@ -147,7 +147,8 @@ def _paint_body(rng, g: _Grid, shape, a: float, b: float, image: np.ndarray):
     ca, cb = a - fat_mm - 12.0, b - fat_mm - 12.0
     cavity = np.broadcast_to(_ellipse_r(g, ca * taper, cb * taper) <= 1.0, shape)
     image[body] = rng.uniform(-110.0, -90.0)
-    image[muscle] = rng.uniform(40.0, 55.0)
+    unenhanced = rng.uniform(40.0, 55.0)  # drawn either way: the anatomy's random stream stays the same
+    image[muscle] = unenhanced if muscle_hu is None else muscle_hu
     soft = rng.uniform(15.0, 35.0) + _smooth_field(rng, shape, 25.0)  # bowel / visceral fat mix
     image[cavity] = soft[cavity]
     return cavity, ca, cb
@@ -249,10 +250,7 @@ def make_phantom(
 
     image = np.full(shape, -1000.0, dtype=np.float32)
     label = np.zeros(shape, dtype=np.uint8)
-    cavity, ca, cb = _paint_body(rng, g, shape, a, b, image)
-    if phase_hu is not None:  # enhancing muscle wall: repaint what _paint_body drew at ~48 HU
-        wall = (image > 30) & ~cavity
-        image[wall] = phase_hu["muscle"]
+    cavity, ca, cb = _paint_body(rng, g, shape, a, b, image, phase_hu["muscle"] if phase_hu else None)
     _paint_organs(rng, g, cavity, ca, cb, dome, image, label, phase_hu, rng2)
     bone = _bones(rng, g, shape, ca, cb, dome)
     image[bone] = rng.uniform(650.0, 750.0) + 150.0 * (rng.random(int(bone.sum()), dtype=np.float32) - 0.5)

@@ -65,9 +65,9 @@ def use_fused_attention(network: nn.Module) -> nn.Module:
     ``use_flash_attention``) through ``scaled_dot_product_attention``. Same weights and maths,
     with or without gradients; idempotent. Returns ``network``."""
     for module in network.modules():
-        if isinstance(module, WindowAttention) and not getattr(module, "_medssl_sdpa", False):
-            module.forward = types.MethodType(_sdpa_window_attention, module)
-            module._medssl_sdpa = True
+        if isinstance(module, WindowAttention):
+            if getattr(module.forward, "__func__", None) is not _sdpa_window_attention:
+                module.forward = types.MethodType(_sdpa_window_attention, module)
         elif hasattr(module, "use_flash_attention"):
             module.use_flash_attention = True
     return network

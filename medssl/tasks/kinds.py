@@ -27,6 +27,7 @@ class FinetuneKind(ABC):
     metric: ClassVar[str]  # summary key that validation maximises and sweeps report
     output_arg: ClassVar[str]  # network argument for the number of outputs
     output_type: ClassVar[str]  # what one prediction is: a label image or class probabilities
+    classes_note: ClassVar[str] = ""  # how classes are counted, for error messages
 
     def module(self, network: nn.Module, train: Sequence[PreparedCase], n_classes: int,
                class_weights: Sequence[float] | str | None) -> nn.Module:
@@ -34,8 +35,7 @@ class FinetuneKind(ABC):
         ``class_weights`` "balanced" is computed from ``train``."""
         weights = self.balanced_weights(train, n_classes) if class_weights == "balanced" else class_weights
         if weights is not None and len(weights) != n_classes:
-            raise ConfigError(f"train.class_weights: {len(weights)} values for {n_classes} classes"
-                              f"{' (background included)' if self.name == 'segmentation' else ''}")
+            raise ConfigError(f"train.class_weights: {len(weights)} values for {n_classes} classes{self.classes_note}")
         return self._loss_module(network, weights)  # type: ignore[arg-type]
 
     def metric_value(self, result: dict[str, Any]) -> float:
@@ -69,6 +69,7 @@ class FinetuneKind(ABC):
 
 class Segmentation(FinetuneKind):
     name, metric, output_arg, output_type = "segmentation", "dice", "out_channels", "image"
+    classes_note = " (background included)"
 
     def balanced_weights(self, train, n_classes):
         return voxel_class_weights([c.label for c in train], n_classes)
