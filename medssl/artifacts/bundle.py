@@ -27,6 +27,7 @@ so loading those needs medssl installed."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -34,8 +35,11 @@ from typing import Any
 
 import torch
 
+import medssl
 from medssl.artifacts.model import ModelArtifact, atomic_torch_save, load_model_artifact
+from medssl.data.preprocess import CROP_MARGIN, FOREGROUND_HU, RAS_LABELS, intensity_mode
 from medssl.errors import CheckpointError
+from medssl.models.registry import NETWORKS
 from medssl.tasks.kinds import task_kind
 
 BUNDLE_VERSION = "0.1.0"
@@ -48,10 +52,6 @@ def _network_def(spec: dict[str, Any]) -> dict[str, Any]:
     """The MONAI class with medssl's factory defaults filled in (they differ from MONAI's own,
     e.g. ``num_res_units``), so the state dict fits; other networks through medssl."""
     if spec["name"] in _MONAI_CLASSES:
-        import inspect
-
-        from medssl.models.registry import NETWORKS
-
         params = inspect.signature(NETWORKS.get(spec["name"])).parameters.values()
         defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in {**defaults, **spec}.items() if k != "name"}
@@ -64,8 +64,6 @@ _MONAI_CLASSES = {"swin_unetr": "monai.networks.nets.SwinUNETR", "unet": "monai.
 
 def _preprocessing(art: ModelArtifact) -> list[dict[str, Any]]:
     """The artifact's typed preprocessing as MONAI dict transforms (``medssl.data.preprocess``)."""
-    from medssl.data.preprocess import CROP_MARGIN, FOREGROUND_HU, RAS_LABELS, intensity_mode
-
     cfg = art.preprocessing
     steps: list[dict[str, Any]] = [
         {"_target_": "LoadImaged", "keys": "image", "image_only": True, "dtype": "$np.float32"},
@@ -146,7 +144,7 @@ def inference_config(art: ModelArtifact) -> dict[str, Any]:
         "initialize": ["$torch.set_grad_enabled(False)", "@load_weights", "$@network.eval()"],
         "run": ["$collections.deque(map(@predict, @dataset), maxlen=0)"],
     }  # fmt: skip
-    if art.task != "segmentation":
+    if task_kind(art.task).output_type != "image":  # class probabilities: no label image to write
         for key in ("output_dir", "inferer", "predict", "initialize", "run"):
             del config[key]
         config["postprocessing"]["transforms"] = [{"_target_": "Activationsd", "keys": "pred", "softmax": True}]
@@ -155,8 +153,6 @@ def inference_config(art: ModelArtifact) -> dict[str, Any]:
 
 def metadata(art: ModelArtifact) -> dict[str, Any]:
     import numpy as np
-
-    import medssl
 
     n_out = len(art.labels)
     roi = list(art.inference.roi_size)

@@ -26,11 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from medssl.models.sliding import InferenceSettings
+import medssl
 from medssl.atomic import atomic_path
 from medssl.config import validate_config
 from medssl.data.preprocess import PreprocessConfig
 from medssl.errors import CheckpointError, ConfigError
+from medssl.models import build_network
+from medssl.models.sliding import InferenceSettings
 
 FORMAT = "medssl.model"
 FORMAT_VERSION = 1
@@ -59,8 +61,6 @@ class ModelArtifact:
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """The network with its weights, in eval mode."""
-        from medssl.models import build_network
-
         net = build_network(self.network)
         try:
             net.load_state_dict(self.state_dict, strict=True)
@@ -86,8 +86,6 @@ class ModelArtifact:
 
 def current_versions() -> dict[str, str]:
     import monai
-
-    import medssl
 
     return {"medssl": str(medssl.__version__), "torch": str(torch.__version__), "monai": str(monai.__version__)}
 

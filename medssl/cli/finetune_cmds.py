@@ -120,9 +120,9 @@ def run_evaluate_cmd(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1))
-    metric = "dice" if report["task"] == "segmentation" else "balanced_accuracy"
+    metric = report["metric"]
     print(f"{report['n_cases']} cases: {metric} {_headline(report['summary'], metric)}")
-    if report["task"] == "segmentation":
+    if "dice_per_class" in report["summary"]:
         for name, ci in report["summary"]["dice_per_class"].items():
             print(f"  {name}: dice {ci['mean']:.4f}" if ci["n"] else f"  {name}: absent")
     return EXIT_OK
@@ -131,8 +131,8 @@ def run_evaluate_cmd(args: argparse.Namespace) -> int:
 def run_sweep_cmd(args: argparse.Namespace) -> int:
     from medssl.config import load_config
     from medssl.evaluation.report import write_markdown  # noqa: F401  (fail early if matplotlib is missing)
-    from medssl.training.finetune_config import SweepConfig
     from medssl.evaluation.sweep import run_sweep
+    from medssl.training.finetune_config import SweepConfig
 
     cfg = load_config(SweepConfig, args.config, args.overrides)
     pc = cfg.sweep.pretrain_config

@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from medssl.atomic import atomic_path
-from medssl.data.preprocess import PreprocessConfig
+from medssl.data.preprocess import PreprocessConfig, preprocess_scan
+from medssl.io import case_id_for, read_scan
+from medssl.io.path_privacy import mask_label, read_patient_tokens
 
 CACHE_VERSION = 1
 _CHUNK = 1 << 20
@@ -141,11 +143,7 @@ class VolumeCache:
         return npy, meta
 
     def _fill(self, path, cfg: PreprocessConfig, series_uid: str | None, npy: Path, meta: Path) -> None:
-        from medssl.data.preprocess import preprocess_scan
-
-        read = self._read
-        if read is None:
-            from medssl.io import read_scan as read
+        read = self._read or read_scan
         scan = read(Path(path), series_uid=series_uid) if series_uid else read(Path(path))
         array, affine = preprocess_scan(scan, cfg)
         info = {
@@ -164,9 +162,6 @@ class VolumeCache:
 
     def _labels(self, path: Path, scan: Any) -> dict[str, str]:
         """``source`` and ``case_id`` for the index, patient names in paths masked."""
-        from medssl.io import case_id_for
-        from medssl.io.path_privacy import mask_label, read_patient_tokens
-
         patient = read_patient_tokens(path)
         case_id = case_id_for(path, patient=patient, pseudonymize=self.pseudonymize)
         if case_id == case_id_for(path):  # nothing to mask: the reader's own id

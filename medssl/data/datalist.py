@@ -32,11 +32,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medssl.data.label_resample import resample_label
+from medssl.data.labels import LabelVocabulary
 from medssl.data.nnunet import is_nnunet_v2 as _is_nnunet_v2
 from medssl.data.nnunet import labels_by_value, nnunet_cases, read_dataset_json
 from medssl.errors import ConfigError, GeometryError, InputError
 from medssl.io import read_scan
 from medssl.io.discovery import NIFTI_SUFFIXES, case_stem, is_label, is_nifti
+from medssl.io.path_privacy import pseudonym
 
 if TYPE_CHECKING:
     from medssl.data.labeled import DataConfig
@@ -71,8 +74,6 @@ class Splits:
 
 def pseudonymized(cases: list[LabeledCase]) -> list[LabeledCase]:
     """The cases with hashed case ids (``medssl.io.path_privacy.pseudonym``), same order and split."""
-    from medssl.io.path_privacy import pseudonym
-
     return [replace(c, case_id=pseudonym(c.case_id), sort_key=c.sort_key or c.case_id) for c in cases]
 
 
@@ -156,8 +157,6 @@ def dataset_labels(folder: str | Path) -> dict[str, str] | None:
 
 def dataset_label_codes(folder: str | Path):
     """The ``label_codes`` of ``folder/dataset.json`` as a LabelVocabulary, or None."""
-    from medssl.data.labels import LabelVocabulary
-
     data = read_dataset_json(Path(folder))
     codes = (data or {}).get("label_codes")
     return LabelVocabulary.from_dict(codes, "dataset.json label_codes") if codes is not None else None
@@ -233,8 +232,6 @@ def check_label_geometry(
     if overlap <= 0:
         raise GeometryError("label and image do not overlap in space; wrong label file?", source=source)
     log.warning("%s: label grid differs from the image grid; resampled nearest-neighbour", source)
-    from medssl.data.label_resample import resample_label
-
     return resample_label(label, label_affine, tuple(image_shape[:3]), image_affine)
 
 

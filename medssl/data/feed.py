@@ -20,9 +20,12 @@ from pydantic import Field, field_validator
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from medssl.config import CropSize, StrictModel
+from medssl.data.cache import VolumeCache
+from medssl.data.manifest import read_manifest, row_path
 from medssl.data.preprocess import PreprocessConfig
 from medssl.errors import ConfigError, InputError
 from medssl.io.discovery import is_label
+from medssl.io.path_privacy import mask_label, read_patient_tokens
 
 log = logging.getLogger("medssl.data")
 
@@ -67,8 +70,6 @@ def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
             raise ConfigError(f"data.files: {len(missing)} listed scans not found (e.g. {missing[0]})")
         found, where = [(p, None) for p in cfg.files], "data.files"
     elif cfg.manifest is not None:
-        from medssl.data.manifest import read_manifest, row_path
-
         if not cfg.manifest.is_file():
             raise ConfigError(f"data.manifest: {cfg.manifest} not found")
         found = []
@@ -93,8 +94,6 @@ def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
 
 
 def open_cache(cache_dir: Path) -> Any:
-    from medssl.data.cache import VolumeCache
-
     return VolumeCache(cache_dir)
 
 
@@ -140,8 +139,6 @@ class CropSampler:
     def _display(self, path: Path) -> str:
         """The scan's path relative to the data root or manifest folder (never a tag value),
         with any component that holds the scan's own patient name or ID pseudonymised."""
-        from medssl.io.path_privacy import mask_label, read_patient_tokens
-
         label = path.name
         for base in (self.cfg.root, self.cfg.manifest.parent if self.cfg.manifest else None):
             if base is not None and path.is_relative_to(base):

@@ -11,16 +11,16 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from pydantic import Field
 
 from medssl.config import StrictModel
-from medssl.data.datalist import LabeledCase, read_labeled_case
+from medssl.data.datalist import LabeledCase, read_labeled_case, split_cases
+from medssl.data.label_resample import resample_label
 from medssl.data.nnunet import labels_by_value
 from medssl.data.preprocess import PreprocessConfig, preprocess_scan
 from medssl.errors import ConfigError, InputError
@@ -60,18 +60,23 @@ class DataConfig(StrictModel):
     def split(self, cases: list, *, n_train: int | None = None, train_seed: int | None = None):
         """Test / validation / training cases by this config (``split_cases``); the held-out
         cases never depend on ``n_train`` or ``train_seed``."""
-        from medssl.data.datalist import split_cases
-
         return split_cases(cases, seed=self.split_seed, val_fraction=self.val_fraction,
                            test_fraction=self.test_fraction, n_test=self.n_test, n_val=self.n_val,
                            n_train=n_train, train_seed=train_seed)
 
 
+# What a case is prepared with as its target: a label map on the image grid (segmentation)
+# or one class index (classification); the task objects say which (``FinetuneKind.target``).
+Target = Literal["label_map", "class"]
+
+
 class LabeledTask(Protocol):
-    """What preparing cases needs of a fine-tune config: its data section and task."""
+    """What preparing cases needs of a fine-tune config: its data section and target."""
 
     data: DataConfig
-    task: str
+
+    @property
+    def target(self) -> Target: ...
 
 
 @dataclass
@@ -90,7 +95,7 @@ class PreparedCase:
 def resolve_labels(cfg: LabeledTask) -> dict[str, str]:
     """Label (or class) names by index: config, else dataset.json / labels.json next to the data."""
     data = cfg.data
-    if cfg.task == "classification" and data.class_from_label is not None:
+    if cfg.target == "class" and data.class_from_label is not None:
         return dict(data.class_from_label.names)
     if data.labels:
         return {str(k): str(v) for k, v in data.labels.items()}
@@ -141,7 +146,7 @@ def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> 
     pp = cfg.data.preprocessing
     d = cfg.data
     key = (str(case.image), str(case.label), case.cls, pp.model_dump_json(), d.modality, str(d.label_map),
-           str(d.class_from_label), tuple(names.items()), cfg.task)
+           str(d.class_from_label), tuple(names.items()), cfg.target)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]  # the same file under another id (data.pseudonymize) keeps its new id
@@ -154,7 +159,7 @@ def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> 
     prepared.native_spacing = tuple(float(v) for v in spacing)
     prepared.native_extent = tuple(float(v) for v in spacing * np.asarray(image.shape[-3:]))
     prepared.modality = cfg.data.modality
-    if cfg.task == "segmentation":
+    if cfg.target == "label_map":
         if raw_label is None:
             raise InputError("segmentation case without a label map", source=case.image.name)
         same = array.shape[1:] == raw_label.shape and np.allclose(affine, new_affine, atol=1e-3)
@@ -172,8 +177,6 @@ def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> 
 
 
 def _to_grid(label: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], new_affine: np.ndarray) -> np.ndarray:
-    from medssl.data.label_resample import resample_label
-
     return resample_label(label, affine, shape, new_affine)
 
 

@@ -35,7 +35,10 @@ from typing import Any
 
 from medssl.atomic import atomic_write_text
 from medssl.errors import ConfigError, CorruptFileError, MedsslError
+from medssl.io import probe as probe_scan
 from medssl.io.discovery import LABEL_SUFFIXES, case_stem, is_nifti
+from medssl.io.path_privacy import mask_component, mask_label, mask_text, read_patient_tokens
+from medssl.io.phi import salt_id
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +152,6 @@ def _failed_row(inp: ScanInput, path: str, code: str, reason: str) -> dict[str, 
 
 
 def _series_rows(inp: ScanInput, result: Any) -> list[dict[str, Any]]:
-    from medssl.io.phi import salt_id
-
     rows = []
     for header in result.series:
         kind = getattr(header, "kind", "image")
@@ -194,8 +195,6 @@ def private_paths_file(manifest: Path) -> Path:
 
 def _mask_rows(rows: list[dict[str, Any]], tokens: frozenset[str], pseudonymize: bool) -> None:
     """Puts the masked form of each path field under ``row["masked"]`` where it differs."""
-    from medssl.io.path_privacy import mask_label, mask_text
-
     for row in rows:
         row["pseudonymized"] = pseudonymize
         masked = {f: mask_label(row[f], tokens, pseudonymize) for f in _PATH_FIELDS if row.get(f)}
@@ -211,8 +210,6 @@ def _mask_rows(rows: list[dict[str, Any]], tokens: frozenset[str], pseudonymize:
 def probe_rows(root: Path, inp: ScanInput, probe: Callable[[Path], Any],
                pseudonymize: bool = False) -> list[dict[str, Any]]:
     """Rows for one input; never raises for a bad input."""
-    from medssl.io.path_privacy import mask_label, read_patient_tokens
-
     path = Path(root) / inp.rel
     tokens = read_patient_tokens(path) if inp.kind in ("dicom", "zip") else frozenset()
     rows = _probe_rows(path, inp, probe, mask_label(inp.rel, tokens, pseudonymize))
@@ -251,10 +248,7 @@ def index_tree(root: Path, previous: list[dict[str, Any]] | None = None, *,
     """Indexes ``root``; rows of ``previous`` whose input is unchanged (and were written with
     the same ``pseudonymize``) are reused. ``workers`` > 1 probes in that many processes
     (``probe`` must then be picklable)."""
-    if probe is None:
-        from medssl.io import probe
-    from medssl.io.phi import salt_id
-
+    probe = probe or probe_scan
     current_salt = salt_id()
     root = Path(root)
     old: dict[str, list[dict[str, Any]]] = {}
@@ -348,8 +342,6 @@ def _restore_private(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _warn_other_salt(rows: list[dict[str, Any]], name: str) -> None:
-    from medssl.io.phi import salt_id
-
     current = salt_id()
     others = sorted({r["salt_id"] for r in rows if r.get("series") and r.get("salt_id") not in (None, current)})
     if others:
@@ -385,8 +377,6 @@ def update_manifest(root: Path, out: Path, *, probe: Callable[[Path], Any] | Non
 def _masked_root(rel_root: str, rows: list[dict[str, Any]], pseudonymize: bool) -> str:
     """The indexed root as the manifest shows it: a folder named after any indexed patient
     masked (every named folder with ``pseudonymize``; ``..`` and ``.`` stay)."""
-    from medssl.io.path_privacy import mask_component
-
     tokens = frozenset().union(*(r.get("_tokens") or () for r in rows))
     kept = {r["masked"]["root"] for r in rows if r.get("root") == rel_root and "root" in (r.get("masked") or {})}
     if kept and not pseudonymize:  # rows reused from the last run knew the root's patients

@@ -8,15 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medssl.artifacts.model import load_model_artifact
+from medssl.data.datalist import LABEL_SUFFIX, LabeledCase, load_datalist, pseudonymized
+from medssl.data.labeled import prepare_case
+from medssl.errors import ConfigError
+from medssl.inference.predictor import Predictor
+from medssl.io.discovery import NIFTI_SUFFIXES, case_stem, is_nifti
 from medssl.tasks.kinds import task_kind
+from medssl.training.finetune_config import FinetuneConfig
 
 
-def cases_for(data: str | Path) -> list:
+def cases_for(data: str | Path) -> list[LabeledCase]:
     """A datalist, or one image file with ``NAME_label.nii.gz`` next to it."""
-    from medssl.data.datalist import LABEL_SUFFIX, LabeledCase, load_datalist
-    from medssl.io.discovery import NIFTI_SUFFIXES, case_stem, is_nifti
-    from medssl.errors import ConfigError
-
     path = Path(data)
     if path.is_file() and is_nifti(path):
         stem = case_stem(path)
@@ -30,11 +33,6 @@ def cases_for(data: str | Path) -> list:
 
 def evaluate_artifact(model: str | Path, data: str | Path, device: str = "auto", n_boot: int = 1000) -> dict[str, Any]:
     """Score a model artifact on labeled data, preprocessed as the artifact says."""
-    from medssl.artifacts.model import load_model_artifact
-    from medssl.training.finetune_config import FinetuneConfig
-    from medssl.data.labeled import prepare_case
-    from medssl.inference.predictor import Predictor
-
     art = load_model_artifact(model)
     base = art.meta.get("config") or {"task": art.task}
     cfg = FinetuneConfig.model_validate(base)
@@ -46,11 +44,10 @@ def evaluate_artifact(model: str | Path, data: str | Path, device: str = "auto",
     predictor = Predictor(art, device=device)  # as `medssl predict` runs it: window, precision, fallbacks
     found = cases_for(data)
     if cfg.data.pseudonymize:  # as the model was trained: hashed case ids in the report
-        from medssl.data.datalist import pseudonymized
-
         found = pseudonymized(found)
     cases = [prepare_case(c, cfg, names) for c in found]
-    result = task_kind(art.task).score(predictor.network, cases, names, art.inference, predictor.device,
-                                       n_boot=n_boot, scorer=predictor.scores)
-    return {"task": art.task, "model": {"network": art.network.get("name"), "sha256": art.sha256},
+    kind = task_kind(art.task)
+    result = kind.score(predictor.network, cases, names, art.inference, predictor.device,
+                        n_boot=n_boot, scorer=predictor.scores)
+    return {"task": art.task, "metric": kind.metric, "model": {"network": art.network.get("name"), "sha256": art.sha256},
             "n_cases": len(cases), **result}

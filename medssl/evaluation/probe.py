@@ -11,12 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medssl.artifacts.weights import load_pretrained
+from medssl.artifacts.weights import exported_encoder_spec, load_pretrained, open_weights
 from medssl.data.datalist import load_cases
+from medssl.data.labeled import prepare_case, resolve_labels, whole_volume
 from medssl.errors import ConfigError
 from medssl.models import build_network
+from medssl.models.encoders import build_encoder
+from medssl.tasks.metrics import mean_over_classes, segmentation_metrics
 from medssl.training.finetune_config import FinetuneConfig
-from medssl.data.labeled import prepare_case, resolve_labels, whole_volume
 
 
 def probe_spec(cfg: FinetuneConfig, in_channels: int, n_classes: int) -> dict[str, Any]:
@@ -120,8 +122,6 @@ def fit_linear_head(x: torch.Tensor, y: torch.Tensor, n_classes: int, steps: int
 def segmentation_probe_score(encoder: torch.nn.Module, train, test, names: dict[str, str],
                              per_class: int = 3000, seed: int = 0) -> dict[str, Any]:
     """Train a linear head on frozen features of ``train`` cases, Dice on ``test`` cases."""
-    from medssl.tasks.metrics import mean_over_classes, segmentation_metrics
-
     encoder = encoder.eval()
     rng = np.random.default_rng(seed)
     xs, ys = [], []
@@ -156,9 +156,6 @@ def run_segmentation_probe(cfg: FinetuneConfig, pretrained: str | None, n_train:
     """Frozen-feature segmentation probe of the pretrained encoder and of the same network at
     random init (seed ``seed``), on the config's split: ``n_train`` labeled pool cases train
     the linear head, the test cases (validation when there is no test split) score it."""
-    from medssl.artifacts.weights import exported_encoder_spec, open_weights
-    from medssl.models.encoders import build_encoder
-
     names = resolve_labels(cfg)
     d = cfg.data
     splits = d.split(load_cases(d))

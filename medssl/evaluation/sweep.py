@@ -32,8 +32,10 @@ from medssl.atomic import atomic_path
 from medssl.config import load_config
 from medssl.data.datalist import load_cases
 from medssl.data.feed import PretrainDataConfig, list_volumes
+from medssl.data.phantom_io import synth_cohort
 from medssl.data.twins import fingerprints, unique_by_pixels
 from medssl.errors import ConfigError
+from medssl.evaluation.probe import run_segmentation_probe
 from medssl.evaluation.report import write_sweep_report
 from medssl.training.finetune_config import FinetuneConfig, SweepConfig
 from medssl.training.finetune_run import run_finetune
@@ -132,8 +134,6 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def synth_data(cfg: SweepConfig, out: Path) -> SweepConfig:
     """Generate the sweep's own phantom cohorts (once) and point the config at them."""
-    from medssl.data.phantom_io import synth_cohort
-
     syn = cfg.sweep.synth
     if syn is None:
         return cfg
@@ -173,9 +173,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path) -> dict[str, Any]:
             "budget": f"max {cfg.train.max_steps} steps, validation every {cfg.train.val_every}, "
                       f"patience {cfg.train.patience or 'off'}, augment {cfg.train.augment}"}
     extra: dict[str, Any] = {"splits": {k: v for k, v in splits.items() if k != "labeled_subsets"}}
-    if s.probe and pretrained and cfg.task == "segmentation":
-        from medssl.evaluation.probe import run_segmentation_probe
-
+    if s.probe and pretrained and cfg.target == "label_map":  # the probe segments voxels
         probe_path = out / "probe.json"
         if not probe_path.is_file():
             _write_json(probe_path, run_segmentation_probe(cfg, pretrained, n_train=max(s.n_labeled)))

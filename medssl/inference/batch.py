@@ -23,6 +23,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import medssl.io as scan_io  # module attribute calls: tests stand in for the readers
+from medssl.artifacts.model import current_versions
 from medssl.errors import (
     EXIT_ALL_FAILED,
     EXIT_OK,
@@ -32,7 +34,7 @@ from medssl.errors import (
     MedsslError,
 )
 from medssl.inference.case_outputs import write_case_outputs
-from medssl.inference.inputs import CaseInput, input_hash, io_api
+from medssl.inference.inputs import CaseInput, input_hash
 from medssl.inference.outputs import write_json
 from medssl.inference.predictor import Predictor, Prepared
 from medssl.inference.records import (
@@ -166,7 +168,7 @@ def _run_batch(predictor: Predictor, cases: list[CaseInput], opts: BatchOptions)
         bar.set_postfix_str(f"{counts['ok']} ok, {counts['warning']} warning, {counts['failed']} failed")
         bar.update(1)
     bar.close()
-    write_results(out, [c.key for c in cases], result_columns(predictor.labels, predictor.task))
+    write_results(out, [c.key for c in cases], result_columns(predictor.labels, predictor.kind.output_type))
     summary = BatchSummary(counts, _exit_code(counts), round(time.perf_counter() - start, 3))
     run_file = out / ("run.json" if opts.of == 1 else f"run_part{opts.part}of{opts.of}.json")
     if counts["kept"] < len(mine) or not run_file.is_file():
@@ -212,14 +214,13 @@ def _load(predictor: Predictor, case: CaseInput, opts: BatchOptions, settings: s
         if is_done(record, opts.output, loaded.input_hash, predictor.model_hash, settings):
             loaded.kept = record
             return loaded
-        io = io_api()
-        if case.kind == "dicom" and opts.dicom_seg and predictor.task == "segmentation":
+        if case.kind == "dicom" and opts.dicom_seg and predictor.kind.output_type == "image":
             # the SEG's source headers come from the same read: the files are read once
-            scan, datasets = io.read_scan_and_datasets(case.path, series_uid=case.series,
-                                                       allow_resample=opts.allow_resample)  # fmt: skip
+            scan, datasets = scan_io.read_scan_and_datasets(case.path, series_uid=case.series,
+                                                            allow_resample=opts.allow_resample)  # fmt: skip
             loaded.datasets = list(datasets or [])
         else:
-            scan = io.read_scan(case.path, series_uid=case.series, allow_resample=opts.allow_resample)
+            scan = scan_io.read_scan(case.path, series_uid=case.series, allow_resample=opts.allow_resample)
         scan.case_id = case.case_id
         scan.source = case.source
         loaded.scan = scan
@@ -282,8 +283,6 @@ def _log_case(record: CaseRecord, kept: bool) -> None:
 
 
 def _run_record(predictor: Predictor, opts: BatchOptions, summary: BatchSummary, timings: dict, n: int) -> dict:
-    from medssl.artifacts.model import current_versions
-
     processed = max(1, n - summary.counts.get("kept", 0))
     return {
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

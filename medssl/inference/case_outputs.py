@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medssl.data.labels import LabelVocabulary
 from medssl.inference.dicom_seg import write_dicom_seg
 from medssl.inference.outputs import write_json, write_nifti
 from medssl.inference.predictor import Prediction, Predictor, Prepared
@@ -60,8 +61,6 @@ def write_case_outputs(
         written.append(f"{cid}.png")
         write_preview(out / written[-1], scan.array, pred.label, scan.affine, scan.modality)
     if datasets:
-        from medssl.data.labels import LabelVocabulary
-
         written.append(f"{cid}_seg.dcm")
         vocabulary = LabelVocabulary.from_dict(predictor.artifact.meta.get("label_codes"), "model meta.label_codes")
         write_dicom_seg(out / written[-1], pred.label, scan.affine, datasets, predictor.labels,

@@ -32,8 +32,11 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medssl.data.labels import Code, LabelVocabulary
+from medssl import __version__
 from medssl.atomic import atomic_write_bytes
+from medssl.data.label_resample import resample_label
+from medssl.data.labels import Code, LabelVocabulary
+from medssl.io.phi import PHI_KEYWORDS
 
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name source UIDs
 
@@ -41,8 +44,6 @@ logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name 
 def frames_from_label(label: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset]) -> np.ndarray:
     """(n_slices, rows, cols) uint8: the label map sampled at each source slice's pixels
     (``medssl.data.label_resample``, with each slice's pixel grid as the target grid)."""
-    from medssl.data.label_resample import resample_label
-
     label = np.asarray(label).astype(np.uint8, copy=False)
     frames = np.zeros((len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.uint8)
     for n, ds in enumerate(datasets):
@@ -77,8 +78,6 @@ def build_dicom_seg(
     signature for callers that pass it."""
     import highdicom as hd
     from pydicom.uid import generate_uid
-
-    from medssl.io.phi import PHI_KEYWORDS
 
     version = version or _package_version()
     frames = frames_from_label(label, affine, datasets)
@@ -116,8 +115,6 @@ ANON_NAME = "ANON^"  # PN: family name only
 
 
 def _package_version() -> str:
-    from medssl import __version__
-
     return str(__version__)
 
 

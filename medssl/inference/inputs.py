@@ -19,8 +19,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+import medssl.io as scan_io
 from medssl.data.manifest import row_path
 from medssl.io.discovery import is_label, is_nifti
 from medssl.io.path_privacy import Redactor, mask_label, read_patient_tokens
@@ -51,20 +51,13 @@ class CaseInput:
         return redactor(text)
 
 
-def io_api() -> Any:
-    """``medssl.io`` (imported late: it pulls in pydicom)."""
-    import medssl.io as io_mod
-
-    return io_mod
-
-
 def _maybe_dicom(path: Path) -> bool:
     """Not NIfTI, zip or a sidecar medssl.io leaves out of a folder (notes, Thumbs.db, ...)."""
     return not is_nifti(path) and not path.name.lower().endswith(".zip") and not _is_ignored(path.name)
 
 
 def base_case_id(path: Path, patient: frozenset = frozenset(), pseudonymize: bool = False) -> str:
-    return io_api().case_id_for(path, patient=patient, pseudonymize=pseudonymize)
+    return scan_io.case_id_for(path, patient=patient, pseudonymize=pseudonymize)
 
 
 def _label(path: Path, base: Path) -> str:
@@ -187,7 +180,7 @@ def _dicom_cases(path: Path, source: str) -> list[CaseInput]:
     """One case, or one per image series when ``path`` holds several (the reader decides errors)."""
     single = [CaseInput(path, source, base_case_id(path), "dicom")]
     try:
-        probed = io_api().probe(path)
+        probed = scan_io.probe(path)
     except Exception:  # noqa: BLE001 - the read in the worker reports the typed error
         return single
     dicom = [s for s in probed.series if s.format != "nifti"]

@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medssl.artifacts.model import ModelArtifact, load_model_artifact
+from medssl.data.preprocess import preprocess_scan
 from medssl.devices import resolve_device
 from medssl.errors import ConfigError
 from medssl.inference.resample import resample_to_grid
 from medssl.inference.window import WindowConfig, WindowRunner, autocast
-from medssl.models.encoders import use_fused_attention
 from medssl.io.scan import Scan
+from medssl.models.encoders import use_fused_attention
+from medssl.tasks.kinds import task_kind
 
 log = logging.getLogger("medssl.inference")
 
@@ -73,6 +75,7 @@ class Predictor:
     ):
         self.artifact = artifact
         self.task = artifact.task
+        self.kind = task_kind(artifact.task)
         self.labels = {str(k): str(v) for k, v in artifact.labels.items()}
         self.device = resolve_device(device)
         self.tta = tta
@@ -129,10 +132,10 @@ class Predictor:
         start = time.perf_counter()
         x = prepared.image.to(self.device)
         with torch.inference_mode():
-            if self.task == "classification":
-                pred = self._classify(scan, x)
-            else:
+            if self.kind.output_type == "image":
                 pred = self._segment(scan, x, prepared.affine, keep_probabilities)
+            else:
+                pred = self._classify(scan, x)
         pred.info.update(
             device=str(self.device),
             preprocess_seconds=round(prepared.seconds, 3),
@@ -148,9 +151,9 @@ class Predictor:
         ``medssl evaluate`` scores them against labels on the same grid."""
         x = x.to(self.device)
         with torch.inference_mode():
-            if self.task == "classification":
-                return self._flip_average(self._classifier_forward, self._whole(x))[0][None]
-            return self._flip_average(lambda inp: self.runner(inp), x)[0][None]
+            if self.kind.output_type == "image":
+                return self._flip_average(lambda inp: self.runner(inp), x)[0][None]
+            return self._flip_average(self._classifier_forward, self._whole(x))[0][None]
 
     def _flips(self) -> tuple[tuple[int, ...], ...]:
         return TTA_FLIPS if self.tta else ((),)
@@ -226,6 +229,4 @@ def entropy(probs: Tensor) -> Tensor:
 
 
 def _preprocess(scan: Scan, cfg) -> tuple[np.ndarray, np.ndarray]:
-    from medssl.data.preprocess import preprocess_scan
-
     return preprocess_scan(scan, cfg)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medssl.inference.outputs import csv_bytes, json_bytes, write_if_changed
+from medssl.io.path_privacy import holds_patient_data
 
 if TYPE_CHECKING:
     from medssl.inference.inputs import CaseInput
@@ -67,12 +68,14 @@ def is_done(record: CaseRecord | None, out: Path, input_hash: str, model_hash: s
     return all((out / name).is_file() for name in record.outputs)
 
 
-def result_columns(labels: dict[str, str], task: str) -> list[str]:
-    """Base columns plus ``volume_ml_<label>`` per foreground label, or ``prob_<class>``."""
+def result_columns(labels: dict[str, str], output_type: str) -> list[str]:
+    """Base columns plus ``volume_ml_<label>`` per foreground label when a prediction is a
+    label ``image``, or ``predicted, prob_<class>`` when it is class ``probabilities``
+    (``FinetuneKind.output_type``)."""
     names = [labels[k] for k in sorted(labels, key=lambda k: int(k))]
-    if task == "classification":
-        return BASE_COLUMNS + ["predicted"] + [f"prob_{n}" for n in names]
-    return BASE_COLUMNS + [f"volume_ml_{n}" for k, n in sorted(labels.items(), key=lambda kv: int(kv[0])) if int(k) > 0]
+    if output_type == "image":
+        return BASE_COLUMNS + [f"volume_ml_{labels[k]}" for k in sorted(labels, key=int) if int(k) > 0]
+    return BASE_COLUMNS + ["predicted"] + [f"prob_{n}" for n in names]
 
 
 def write_results(out: Path, keys: list[str], columns: list[str]) -> bool:
@@ -95,8 +98,6 @@ def inputs_roots(cases: list[CaseInput], out: Path, *, keep_patient_identity: bo
     such a root is left out (the viewer then needs ``--data-dir``), as is every root under
     ``pseudonymize``, unless ``keep_patient_identity``."""
     import os
-
-    from medssl.io.path_privacy import holds_patient_data
 
     roots: list[Path] = []
     withheld = 0

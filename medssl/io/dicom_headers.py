@@ -10,8 +10,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medssl.errors import (CorruptFileError, GeometryError, InputError, MedsslError, NotAScanError,
-                           UnsupportedInputError)  # fmt: skip
+from medssl.errors import (CorruptFileError, GeometryError, InputError, LimitExceededError, MedsslError,
+                           NotAScanError, UnsupportedInputError)  # fmt: skip
 # Re-exported: the element accessors lived here before dicom_elements split off.
 from medssl.io.dicom_elements import (ESSENTIAL, decode_all, optional_float, quiet_pydicom,  # noqa: F401
                                       required_int, tag_float, tag_value)  # fmt: skip
@@ -243,9 +243,7 @@ def _refuse_split_stack(chosen: SeriesGroup, others: list[SeriesGroup], source: 
 
 
 def _error_for_code(code: str) -> type[InputError]:
-    from medssl import errors
-
-    for cls in (errors.CorruptFileError, errors.LimitExceededError, errors.UnsupportedInputError):
+    for cls in (CorruptFileError, LimitExceededError, UnsupportedInputError):
         if cls.code == code:
             return cls
-    return errors.NotAScanError
+    return NotAScanError

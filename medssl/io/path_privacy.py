@@ -25,8 +25,11 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+from medssl.io.dicom_headers import quiet_pydicom
+from medssl.io.discovery import is_nifti
 from medssl.io.limits import ReadLimits
 from medssl.io.phi import uid_hash
+from medssl.io.sources import _is_ignored
 
 PSEUDONYM_PREFIX = "case-"
 _WORD = re.compile(r"[^\W_]+")  # letters and digits, any script
@@ -134,8 +137,6 @@ def read_patient_tokens(path: str | Path, limits: ReadLimits | None = None) -> f
 def _tokens_of(source) -> frozenset[str]:
     import pydicom
 
-    from medssl.io.dicom_headers import quiet_pydicom
-
     try:
         with quiet_pydicom():
             ds = pydicom.dcmread(source, stop_before_pixels=True, specific_tags=["PatientName", "PatientID"])
@@ -147,9 +148,6 @@ def _tokens_of(source) -> frozenset[str]:
 
 def _candidate_headers(path: Path, limits: ReadLimits) -> Iterator:
     """Up to ``_MAX_TRIED`` files that may be DICOM: paths on disk, or zip members' bytes."""
-    from medssl.io.discovery import is_nifti
-    from medssl.io.sources import _is_ignored
-
     if path.is_file():
         if path.name.lower().endswith(".zip"):
             yield from _zip_members(path, limits)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from monai.networks.nets.swin_unetr import SwinTransformer, WindowAttention
 from torch import Tensor, nn
 
+from medssl.errors import ConfigError
 from medssl.models.registry import ENCODERS
 
 
@@ -243,8 +244,6 @@ def build_vit(**kwargs) -> nn.Module:
 def build_encoder(spec: dict) -> nn.Module:
     """Build from ``{"name": ..., **kwargs}``; unknown names raise ConfigError with a suggestion,
     bad keyword arguments raise ConfigError naming the encoder."""
-    from medssl.errors import ConfigError
-
     spec = dict(spec)
     name = spec.pop("name")
     factory = ENCODERS.get(name)

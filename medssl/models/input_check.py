@@ -21,14 +21,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medssl.errors import ConfigError
+from medssl.models import NETWORKS
 
 SWIN_DOWNSAMPLING = 32
 
 
 def network_kwargs(network: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``kwargs`` over the registered factory's defaults."""
-    from medssl.models import NETWORKS
-
     params = inspect.signature(NETWORKS.get(network)).parameters.values()
     defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
     return {**defaults, **kwargs}

@@ -16,6 +16,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets import SwinUNETR
 from torch import Tensor, nn
 
+from medssl.models.encoders import SwinEncoder
 from medssl.models.registry import ENCODERS, NETWORKS
 
 
@@ -141,8 +142,6 @@ def unet_encoder(net: nn.Module) -> nn.Module:
 def unet_for_encoder(encoder_spec: dict[str, Any], out_channels: int, in_channels: int = 1) -> nn.Module:
     """The fine-tuning U-Net over an encoder spec ``{"name", **kwargs}``: ``cnn`` -> ``cnn_unet``,
     ``swin`` -> ``swin_unetr`` (its ``swinViT`` replaced by medssl's SwinEncoder: same keys)."""
-    from medssl.models.encoders import SwinEncoder
-
     spec = dict(encoder_spec)
     name = spec.pop("name")
     if name == "swin":

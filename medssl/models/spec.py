@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from medssl.errors import ConfigError
+from medssl.models.registry import ENCODERS  # filled as the package medssl.models imports
+
 # network -> how its factory takes the encoder: "wrapped" (encoder= + encoder_kwargs=) or
 # "inline" (the Swin arguments are the network's own, as MONAI's SwinUNETR takes them)
 _NETWORK_ENCODER = {"cnn_unet": "wrapped", "classifier": "wrapped", "swin_unetr": "inline"}
@@ -24,8 +27,6 @@ class EncoderSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        from medssl.models import ENCODERS
-
         ENCODERS.get(name)  # ConfigError with a "did you mean" on a typo
         return name
 
@@ -47,8 +48,6 @@ def network_spec(network: str, encoder: EncoderSpec, kwargs: dict[str, Any]) -> 
     if mode == "wrapped":
         spec.update(encoder=encoder.name, encoder_kwargs=encoder.kwargs)
     elif mode == "inline":
-        from medssl.errors import ConfigError
-
         if encoder.name != "swin":
             raise ConfigError(f"model.network {network} needs model.encoder.name swin, got '{encoder.name}'")
         extra = set(encoder.kwargs) - set(SWIN_INLINE_KEYS)

@@ -8,6 +8,7 @@ transposed-conv decoder over the encoder's features."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from medssl.data.ssl_views import apply_box_mask, apply_grid_mask, sample_boxes, sample_grid_keep
 from medssl.losses import RECONSTRUCTION_LOSSES
 from medssl.models.heads import ReconstructionDecoder
-from medssl.models.segmentation import unet_decode, unet_skips
+from medssl.models.segmentation import CNNUNet, unet_decode, unet_skips
 from medssl.tasks.config import InpaintConfig
 
 
@@ -93,8 +94,6 @@ class InpaintTask(nn.Module):
 
 def _skip_channels(unet: nn.Module, in_channels: int) -> list[int]:
     """Channels of each skip of :func:`unet_skips`, finest first."""
-    from medssl.models.segmentation import CNNUNet
-
     if isinstance(unet, CNNUNet):
         return list(unet.encoder.out_channels[:-1])
     f = int(unet.swinViT.out_channels[0])  # SwinUNETR: encoder1..4 and hidden[3]

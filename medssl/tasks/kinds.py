@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medssl.data.labeled import PreparedCase, sample_crops, whole_volume
+from medssl.data.labeled import PreparedCase, Target, sample_crops, whole_volume
 from medssl.errors import ConfigError
 from medssl.models.sliding import InferenceSettings
 from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights, voxel_class_weights
@@ -26,7 +26,8 @@ class FinetuneKind(ABC):
     name: ClassVar[str]
     metric: ClassVar[str]  # summary key that validation maximises and sweeps report
     output_arg: ClassVar[str]  # network argument for the number of outputs
-    output_type: ClassVar[str]  # what one prediction is: a label image or class probabilities
+    output_type: ClassVar[str]  # what one prediction is: a label "image" or class "probabilities"
+    target: ClassVar[Target]  # what the data layer prepares as each case's target
     classes_note: ClassVar[str] = ""  # how classes are counted, for error messages
 
     def module(self, network: nn.Module, train: Sequence[PreparedCase], n_classes: int,
@@ -68,7 +69,7 @@ class FinetuneKind(ABC):
 
 
 class Segmentation(FinetuneKind):
-    name, metric, output_arg, output_type = "segmentation", "dice", "out_channels", "image"
+    name, metric, output_arg, output_type, target = "segmentation", "dice", "out_channels", "image", "label_map"
     classes_note = " (background included)"
 
     def balanced_weights(self, train, n_classes):
@@ -96,7 +97,8 @@ class Segmentation(FinetuneKind):
 
 
 class Classification(FinetuneKind):
-    name, metric, output_arg, output_type = "classification", "balanced_accuracy", "num_classes", "probabilities"
+    name, metric, output_arg, output_type, target = (
+        "classification", "balanced_accuracy", "num_classes", "probabilities", "class")
 
     def balanced_weights(self, train, n_classes):
         return balanced_class_weights([c.cls for c in train], n_classes)  # type: ignore[misc]

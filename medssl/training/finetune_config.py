@@ -6,12 +6,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from medssl.models.sliding import InferenceSettings
 from medssl.config import CropSize, StrictModel
-from medssl.data.labeled import ClassFromLabel, DataConfig  # noqa: F401  (part of this config)
+from medssl.data.labeled import ClassFromLabel, DataConfig, Target  # noqa: F401  (part of this config)
+from medssl.models.input_check import check_network_input
+from medssl.models.sliding import InferenceSettings
 from medssl.models.spec import SWIN_INLINE_KEYS, EncoderSpec, network_spec
+from medssl.tasks.kinds import task_kind
 from medssl.training.config import TrainConfig
-
 
 _MOVED_TO_ENCODER = ("encoder", "encoder_kwargs", *SWIN_INLINE_KEYS)
 
@@ -80,6 +81,11 @@ class FinetuneConfig(StrictModel):
     train: FinetuneTrainConfig = FinetuneTrainConfig()
     inference: InferenceConfig = InferenceConfig()
 
+    @property
+    def target(self) -> Target:
+        """What each labeled case is prepared with (the data layer's ``LabeledTask``)."""
+        return task_kind(self.task).target
+
     def encoder_spec(self) -> dict[str, Any]:
         """``{"name", **kwargs}`` of the encoder inside ``model.network``."""
         return self.model.encoder.spec()
@@ -88,8 +94,6 @@ class FinetuneConfig(StrictModel):
     @model_validator(mode="after")
     def _network_fits_input(self) -> FinetuneConfig:
         """Impossible network / crop combinations are config errors naming the keys."""
-        from medssl.models.input_check import check_network_input
-
         sizes = {"train.crop_size": self.train.crop_size, "inference.roi_size": self.inference.roi_size}
         spec = {k: v for k, v in self.model.network_spec().items() if k != "name"}
         check_network_input(self.model.network, spec, sizes, batch_size=self.train.batch_size)

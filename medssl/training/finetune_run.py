@@ -24,15 +24,16 @@ from medssl.artifacts.domain import training_domain
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
 from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained, open_weights
 from medssl.config import config_to_dict, save_config
-from medssl.data.datalist import Splits, load_cases
+from medssl.data.datalist import Splits, dataset_label_codes, load_cases
+from medssl.data.labeled import PreparedCase, prepare_case, resolve_labels
+from medssl.data.labels import LabelVocabulary
 from medssl.errors import CheckpointError, ConfigError
 from medssl.models import build_network
 from medssl.tasks.kinds import task_kind
 from medssl.training.checkpoint import read_best, save_torch_file
 from medssl.training.config import TrainConfig
-from medssl.training.finetune_config import FinetuneConfig
-from medssl.data.labeled import PreparedCase, prepare_case, resolve_labels
 from medssl.training.distributed import DistInfo, setup_distributed
+from medssl.training.finetune_config import FinetuneConfig
 from medssl.training.trainer import fit
 
 log = logging.getLogger("medssl.finetune")
@@ -192,9 +193,6 @@ def _save_artifact(cfg: FinetuneConfig, out: Path, spec: dict[str, Any], network
 def _label_codes(cfg: FinetuneConfig) -> dict[str, Any] | None:
     """The DICOM SEG codes the artifact carries: ``data.label_codes``, else dataset.json's
     ``label_codes`` (validated now, so a bad map fails the fine-tune, not a later predict)."""
-    from medssl.data.datalist import dataset_label_codes
-    from medssl.data.labels import LabelVocabulary
-
     if cfg.data.label_codes is not None:
         return LabelVocabulary.from_dict(cfg.data.label_codes, "data.label_codes").to_dict()
     root = Path(cfg.data.root)

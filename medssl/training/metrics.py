@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medssl.training.tensorboard import TensorBoardWriter
+
 
 class MetricsLogger:
     """Append-only metrics; on resume, lines past the resumed step are dropped first so a
@@ -21,8 +23,6 @@ class MetricsLogger:
             return
         self._truncate_after(start_step)
         if tensorboard:
-            from medssl.training.tensorboard import TensorBoardWriter
-
             self.writer = TensorBoardWriter(Path(run_dir) / "tb", start_step=start_step, parts_group=parts_group)
 
     def _truncate_after(self, step: int) -> None:

@@ -17,6 +17,7 @@ from medssl.artifacts.model import atomic_torch_save
 from medssl.config import config_to_dict, save_config
 from medssl.data.feed import CropSampler, list_volumes, make_batches
 from medssl.errors import CheckpointError
+from medssl.models.encoders import build_encoder
 from medssl.tasks.ssl import SSLTask
 from medssl.training.checkpoint import load_latest_checkpoint
 from medssl.training.collapse_monitor import CollapseMonitor
@@ -100,8 +101,6 @@ def export_encoder(run_dir: str | Path, out: str | Path, *, ema: bool = False) -
         weights = ckpt["ema"]
     state = {k[len("encoder.") :]: v for k, v in weights.items() if k.startswith("encoder.")}
     spec = {"in_channels": 1, **cfg.model.encoder.spec()}
-    from medssl.models.encoders import build_encoder
-
     build_encoder(spec).load_state_dict(state, strict=True)  # fails loudly if the spec is off
     payload = {
         "format": ENCODER_FORMAT,

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from medssl.tasks.ssl import SSLTask
+
 TRAIN_KEYS = frozenset({"loss", "lr", "grad_norm", "data_wait", "it_s", "items_s"})
 HPARAM_TYPES = (bool, int, float, str)
 
@@ -103,8 +105,6 @@ def image_hook(writer: TensorBoardWriter, every: int):
 
 def parts_group_for(task: Any) -> str:
     """``ssl`` for a pretext task (its named losses), else ``train``."""
-    from medssl.tasks.ssl import SSLTask
-
     return "ssl" if isinstance(task, SSLTask) else "train"
 
 

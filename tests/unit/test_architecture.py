@@ -88,3 +88,33 @@ def test_the_check_fails_on_a_deliberate_bad_import(tmp_path):
 def test_every_subpackage_imports(module):
     # an import error in medssl itself must fail here, never turn tests into skips
     __import__(module)
+
+
+def imports_inside_functions(root: Path, package: str = "medssl") -> list[str]:
+    """medssl imports made inside a function body, as 'path:line: module'."""
+    out = []
+    for path in sorted((root / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom) and (sub.level or (sub.module or "").startswith("medssl")):
+                    out.append(f"{path.relative_to(root)}:{sub.lineno}: {'.' * sub.level}{sub.module or ''}")
+                elif isinstance(sub, ast.Import) and any(a.name.startswith("medssl") for a in sub.names):
+                    out.append(f"{path.relative_to(root)}:{sub.lineno}: {sub.names[0].name}")
+    return sorted(set(out), key=lambda f: (f.split(":")[0], int(f.split(":")[1])))
+
+
+def test_medssl_modules_import_medssl_at_the_top():
+    # The commands (medssl/cli) import what they run when they run it, so `medssl --help`
+    # and `data index` start without torch; the viewer (apps/) does the same for its first
+    # page. Everywhere else an import inside a function only hides a dependency.
+    found = [f for f in imports_inside_functions(REPO) if not f.startswith("medssl/cli/")]
+    assert not found, "medssl imports inside functions (move them to the top):\n" + "\n".join(found)
+
+
+def test_the_nested_import_check_sees_one(tmp_path):
+    (tmp_path / "medssl" / "data").mkdir(parents=True)
+    (tmp_path / "medssl" / "data" / "feed.py").write_text(
+        "import json\n\ndef f():\n    if True:\n        from medssl.io import read_scan\n    from . import cache\n")
+    assert imports_inside_functions(tmp_path) == ["medssl/data/feed.py:5: medssl.io", "medssl/data/feed.py:6: ."]

@@ -64,13 +64,15 @@ def test_key_changes_with_pipeline_and_content(tmp_path, nifti):
 
 
 def test_dicom_folder_decoded_once(tmp_path, monkeypatch):
+    import medssl.data.cache as cache_module
     import medssl.io as io
+
     image, _, affine = make_phantom(5, shape=(12, 12, 6))
     folder = tmp_path / "series"
     write_dicom_series(image, affine, folder, seed=5)
     calls = []
     real = io.read_scan
-    monkeypatch.setattr(io, "read_scan", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(cache_module, "read_scan", lambda *a, **k: calls.append(a) or real(*a, **k))
     cache = VolumeCache(tmp_path / "cache")
     a = cache.get(folder, PreprocessConfig(intensity="none", orientation="LPS"))
     b = VolumeCache(tmp_path / "cache").get(folder, PreprocessConfig(intensity="none", orientation="LPS"))
