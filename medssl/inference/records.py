@@ -72,10 +72,10 @@ def result_columns(labels: dict[str, str], output_type: str) -> list[str]:
     """Base columns plus ``volume_ml_<label>`` per foreground label when a prediction is a
     label ``image``, or ``predicted, prob_<class>`` when it is class ``probabilities``
     (``FinetuneKind.output_type``)."""
-    names = [labels[k] for k in sorted(labels, key=lambda k: int(k))]
+    ordered = sorted(labels, key=int)
     if output_type == "image":
-        return BASE_COLUMNS + [f"volume_ml_{labels[k]}" for k in sorted(labels, key=int) if int(k) > 0]
-    return BASE_COLUMNS + ["predicted"] + [f"prob_{n}" for n in names]
+        return BASE_COLUMNS + [f"volume_ml_{labels[k]}" for k in ordered if int(k) > 0]
+    return BASE_COLUMNS + ["predicted"] + [f"prob_{labels[k]}" for k in ordered]
 
 
 def write_results(out: Path, keys: list[str], columns: list[str]) -> bool:
