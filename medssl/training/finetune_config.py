@@ -62,6 +62,10 @@ class FinetuneTrainConfig(TrainConfig):
     crop_size: CropSize = (96, 96, 96)
     pos_fraction: float = Field(0.67, ge=0, le=1)  # crops centred on a foreground voxel
     encoder_lr_mult: float = Field(1.0, gt=0)  # encoder LR = lr * this (* layer decay)
+    # LR multiplier for what model.pretrained loads (the encoder, and the decoder with transfer
+    # encoder_decoder), on top of encoder_lr_mult; no effect without a checkpoint, so both sweep
+    # arms can share one config
+    pretrained_lr_mult: float = Field(1.0, gt=0)
     val_every: int = Field(50, ge=1)
     patience: int = Field(0, ge=0)  # stop after this many validations without improvement; 0 = never
     augment: bool = True  # random flips and intensity scale/shift of training crops (same in every arm)

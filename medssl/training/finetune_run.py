@@ -22,7 +22,14 @@ from torch import nn
 
 from medssl.artifacts.domain import training_domain
 from medssl.artifacts.model import ModelArtifact, save_model_artifact
-from medssl.artifacts.weights import check_preprocess, encoder_scope, load_decoder, load_pretrained, open_weights
+from medssl.artifacts.weights import (
+    UNET_HEADS,
+    check_preprocess,
+    encoder_scope,
+    load_decoder,
+    load_pretrained,
+    open_weights,
+)
 from medssl.config import config_to_dict, save_config
 from medssl.data.datalist import Splits, dataset_label_codes, load_cases
 from medssl.data.labeled import PreparedCase, prepare_case, resolve_labels
@@ -75,25 +82,34 @@ def param_groups(network: nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]
     """Freeze encoder stages per ``model.mode``; the trainable parameters as optimizer groups
     for the trainer (``lr_mult`` scales ``train.lr``, see ``optim.build_optimizer``).
 
-    Decoder and head: ``lr_mult`` 1. Encoder stage at depth d (0 = deepest):
-    ``encoder_lr_mult * layer_decay ** (d + 1)`` (no decay factor without ``layer_decay``).
+    Head: ``lr_mult`` 1. Decoder: 1, or ``pretrained_lr_mult`` when it was transferred
+    (``model.transfer: encoder_decoder`` with a checkpoint). Encoder stage at depth d
+    (0 = deepest): ``encoder_lr_mult * layer_decay ** (d + 1)``, times ``pretrained_lr_mult``
+    with a checkpoint (no decay factor without ``layer_decay``).
     Biases and norm weights (1-D) get no weight decay, as in the trainer's default groups."""
     scope = encoder_scope(network)
     if not scope:
         return _split_decay(list(network.parameters()), 1.0)
+    m, t = cfg.model, cfg.train
+    transferred = t.pretrained_lr_mult if m.pretrained else 1.0
     encoder = getattr(network, scope[:-1])
     enc_ids = {id(p) for p in encoder.parameters()}
     stages = encoder_stages(encoder)
-    m, t = cfg.model, cfg.train
     trainable = 0 if m.mode == "linear_probe" else len(stages) if m.mode == "full" else m.trainable_stages
-    groups = _split_decay([p for p in network.parameters() if id(p) not in enc_ids], 1.0)
+    rest = [(n, p) for n, p in network.named_parameters() if id(p) not in enc_ids]
+    if m.pretrained and m.transfer == "encoder_decoder":
+        heads = [p for n, p in rest if n.startswith(UNET_HEADS)]
+        decoder = [p for n, p in rest if not n.startswith(UNET_HEADS)]
+        groups = _split_decay(heads, 1.0) + _split_decay(decoder, transferred)
+    else:
+        groups = _split_decay([p for _, p in rest], 1.0)
     for depth, params in enumerate(reversed(stages)):  # depth 0 = deepest stage
         if depth >= trainable:
             for p in params:
                 p.requires_grad_(False)
             continue
         decay = m.layer_decay ** (depth + 1) if m.layer_decay else 1.0
-        groups += _split_decay(params, t.encoder_lr_mult * decay)
+        groups += _split_decay(params, t.encoder_lr_mult * decay * transferred)
     return groups
 
 

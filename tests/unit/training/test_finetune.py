@@ -101,6 +101,21 @@ def test_modes_freeze_encoder_stages(mode, trainable):
     assert all((g.get("weight_decay") == 0.0) == all(p.ndim == 1 for p in g["params"]) for g in groups)
 
 
+@pytest.mark.parametrize("pretrained,transfer", [(None, "encoder_decoder"), ("enc.pt", "encoder"),
+                                                  ("enc.pt", "encoder_decoder")])
+def test_pretrained_lr_mult_scales_only_what_the_checkpoint_loads(pretrained, transfer):
+    cfg = FinetuneConfig.model_validate({"model": {"pretrained": pretrained, "transfer": transfer},
+                                         "train": {"encoder_lr_mult": 0.5, "pretrained_lr_mult": 0.1}})
+    net = build_network({"name": "cnn_unet", "out_channels": 2, **CNN})
+    mult = {id(p): g["lr_mult"] for g in param_groups(net, cfg) for p in g["params"]}
+    transferred = 0.1 if pretrained else 1.0
+    assert [mult[id(p)] for p in net.encoder.parameters()] == pytest.approx([0.5 * transferred] * len(list(net.encoder.parameters())))
+    heads = {n: p for n, p in net.named_parameters() if n.startswith(("head.", "out."))}
+    assert heads and {mult[id(p)] for p in heads.values()} == {1.0}
+    decoder = [p for n, p in net.named_parameters() if not n.startswith("encoder.") and n not in heads]
+    assert decoder and {mult[id(p)] for p in decoder} == {0.1 if pretrained and transfer == "encoder_decoder" else 1.0}
+
+
 def test_sample_crops_shapes_padding_and_foreground():
     img = np.zeros((1, 10, 40, 40), np.float32)
     lab = np.zeros((10, 40, 40), np.int64)
