@@ -36,7 +36,7 @@ from medssl.data.label_resample import resample_label
 from medssl.data.labels import LabelVocabulary
 from medssl.data.nnunet import is_nnunet_v2 as _is_nnunet_v2
 from medssl.data.nnunet import labels_by_value, nnunet_cases, read_dataset_json
-from medssl.errors import ConfigError, GeometryError, InputError
+from medssl.errors import ConfigError, GeometryError, InputError, MedsslError
 from medssl.io import read_scan
 from medssl.io.discovery import NIFTI_SUFFIXES, case_stem, is_label, is_nifti
 from medssl.io.path_privacy import pseudonym
@@ -63,6 +63,19 @@ class LabeledCase:
     @property
     def channels(self) -> tuple[Path, ...]:
         return (self.image, *self.more_channels)
+
+    @property
+    def is_pseudonym(self) -> bool:
+        """``case_id`` is a hash (``data.pseudonymize``); ``sort_key`` keeps the id as read."""
+        return bool(self.sort_key)
+
+    def source_of(self, path: Path) -> str:
+        """How errors name one of this case's files: its name, or under ``data.pseudonymize``
+        the case's pseudonym and the file's role (the name may be a patient's)."""
+        if not self.is_pseudonym:
+            return path.name
+        role = "label" if path == self.label else f"channel {self.channels.index(path)}" if path in self.channels else "file"
+        return f"case {self.case_id} ({role})"
 
 
 @dataclass(frozen=True)
@@ -244,6 +257,19 @@ def _world_box(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, 
 def read_labeled_case(case: LabeledCase) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, str]:
     """(image (X, Y, Z) float32, or (C, X, Y, Z) for a multi-channel case; label on the image
     grid or None; affine; modality). Every channel must lie on the first one's grid."""
+    try:
+        return _read_labeled_case(case)
+    except MedsslError as err:
+        own = f"case {case.case_id} ("
+        if not case.is_pseudonym or (err.source or "").startswith(own):
+            raise
+        # a reader names the file (or a file inside a series folder); under data.pseudonymize
+        # say which case and which of its files instead
+        named = next((p for p in (*case.channels, case.label) if p is not None and p.name == err.source), case.image)
+        raise type(err)(err.reason, source=case.source_of(named), code=err.code) from None
+
+
+def _read_labeled_case(case: LabeledCase) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, str]:
     scan = _read_image(case)
     if case.more_channels:
         scan = (_stack_channels(case, scan), scan[1], scan[2])
@@ -255,21 +281,21 @@ def read_labeled_case(case: LabeledCase) -> tuple[np.ndarray, np.ndarray | None,
             img = nib.load(str(case.label))
             lab = np.asarray(img.dataobj)
         except Exception as err:
-            raise InputError(f"label cannot be read ({err.__class__.__name__})", source=case.label.name) from err
+            raise InputError(f"label cannot be read ({err.__class__.__name__})", source=case.source_of(case.label)) from err
         if lab.ndim != 3:
-            raise GeometryError(f"label must be 3D, got shape {lab.shape}", source=case.label.name)
+            raise GeometryError(f"label must be 3D, got shape {lab.shape}", source=case.source_of(case.label))
         lab = np.rint(lab).astype(np.int16) if lab.dtype.kind == "f" else lab.astype(np.int16)
-        label = check_label_geometry(lab, img.affine, scan[0].shape[-3:], scan[1], case.label.name)
+        label = check_label_geometry(lab, img.affine, scan[0].shape[-3:], scan[1], case.source_of(case.label))
     return scan[0], label, scan[1], scan[2]
 
 
 def _stack_channels(case: LabeledCase, first: tuple[np.ndarray, np.ndarray, str]) -> np.ndarray:
     arrays = [first[0]]
     for path in case.more_channels:
-        array, affine, _ = _read_image(LabeledCase(case.case_id, path))
+        array, affine, _ = _read_image(replace(case, image=path, label=None, more_channels=()))
         if array.shape != first[0].shape or not np.allclose(affine, first[1], atol=1e-3):
-            raise GeometryError(f"channel grid {array.shape} differs from {case.image.name}'s {first[0].shape}; "
-                                "all channels of a case must share one grid", source=path.name)  # fmt: skip
+            raise GeometryError(f"channel grid {array.shape} differs from {case.source_of(case.image)}'s "
+                                f"{first[0].shape}; all channels of a case must share one grid", source=case.source_of(path))  # fmt: skip
         arrays.append(array)
     return np.stack(arrays)
 

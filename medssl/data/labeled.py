@@ -129,16 +129,16 @@ def _class_index(case: LabeledCase, raw_label: np.ndarray | None, cfg: LabeledTa
     rule = cfg.data.class_from_label
     if rule is not None:
         if raw_label is None:
-            raise InputError("class_from_label needs a label map", source=case.image.name)
+            raise InputError("class_from_label needs a label map", source=case.source_of(case.image))
         return int(int((raw_label == rule.value).sum()) >= rule.min_voxels)
     if case.cls is None:
-        raise InputError("no class given for this case (CSV column 'class')", source=case.image.name)
+        raise InputError("no class given for this case (CSV column 'class')", source=case.source_of(case.image))
     if case.cls in names:
         return int(case.cls)
     by_name = {v: int(k) for k, v in names.items()}
     if case.cls in by_name:
         return by_name[case.cls]
-    raise InputError(f"class '{case.cls}' is not one of {sorted(names.values())}", source=case.image.name)
+    raise InputError(f"class '{case.cls}' is not one of {sorted(names.values())}", source=case.source_of(case.image))
 
 
 def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> PreparedCase:
@@ -152,7 +152,7 @@ def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> 
         hit = _CACHE[key]  # the same file under another id (data.pseudonymize) keeps its new id
         return hit if hit.case_id == case.case_id else dataclasses.replace(hit, case_id=case.case_id)
     image, raw_label, affine, _ = read_labeled_case(case)
-    scan = Scan(image, affine, cfg.data.modality, case.image.name, case.case_id)
+    scan = Scan(image, affine, cfg.data.modality, case.source_of(case.image), case.case_id)
     array, new_affine = preprocess_scan(scan, pp)
     prepared = PreparedCase(case.case_id, np.ascontiguousarray(array, dtype=np.float32), np.asarray(new_affine))
     spacing = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
@@ -161,7 +161,7 @@ def prepare_case(case: LabeledCase, cfg: LabeledTask, names: dict[str, str]) -> 
     prepared.modality = cfg.data.modality
     if cfg.target == "label_map":
         if raw_label is None:
-            raise InputError("segmentation case without a label map", source=case.image.name)
+            raise InputError("segmentation case without a label map", source=case.source_of(case.image))
         same = array.shape[1:] == raw_label.shape and np.allclose(affine, new_affine, atol=1e-3)
         on_grid = raw_label if same else _to_grid(raw_label, affine, array.shape[1:], new_affine)
         prepared.label = _remap(on_grid, cfg.data, len(names), case.case_id)

@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medssl.data.datalist import check_label_geometry, load_datalist, read_labeled_case, split_cases
-from medssl.errors import ConfigError, GeometryError
+from medssl.data.datalist import check_label_geometry, load_datalist, pseudonymized, read_labeled_case, split_cases
+from medssl.errors import ConfigError, GeometryError, InputError
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 
@@ -103,3 +103,22 @@ def test_read_labeled_case_puts_label_on_image_grid(tmp_path):
     image, label, affine, _ = read_labeled_case(case)
     assert image.shape == label.shape == (8, 8, 6) and np.allclose(affine, AFFINE)
     assert label[2:5, 4:7, 1:4].all()
+
+
+def test_read_errors_under_pseudonymize_name_the_case_not_the_file(tmp_path):
+    image, label = _pair(tmp_path, "SENTINEL_DONOTLEAK_patient")
+    image.write_bytes(b"not a nifti at all")
+    plain = load_datalist(tmp_path)[0]
+    with pytest.raises(InputError) as err:
+        read_labeled_case(plain)
+    assert "SENTINEL_DONOTLEAK" in str(err.value)  # without pseudonymize the file is named, as usual
+    case = pseudonymized([plain])[0]
+    with pytest.raises(InputError) as err:
+        read_labeled_case(case)
+    assert "SENTINEL" not in str(err.value) and f"case {case.case_id} (channel 0)" in str(err.value)
+    far = AFFINE.copy()
+    far[:3, 3] = 1000.0
+    _pair(tmp_path, "SENTINEL_DONOTLEAK_patient", label_affine=far)  # the label lies nowhere near the image
+    with pytest.raises(GeometryError) as err:
+        read_labeled_case(case)
+    assert "SENTINEL" not in str(err.value) and f"case {case.case_id} (label)" in str(err.value)
