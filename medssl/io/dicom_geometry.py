@@ -7,6 +7,7 @@ PixelSpacing[0]), k along the sorted slices; DICOM LPS+ becomes RAS+ by negating
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,9 @@ from pydicom.dataset import Dataset
 from medssl.errors import CorruptFileError, GeometryError, UnsupportedInputError
 from medssl.io.dicom_elements import optional_float, required_int, tag_float, tag_value
 from medssl.io.limits import DEFAULT_LIMITS, ReadLimits
+from medssl.io.notes import note
+
+log = logging.getLogger(__name__)
 
 ORIENTATION_TOL = 1e-3  # max difference between direction cosines of two slices
 ORTHONORMAL_TOL = 1e-2  # IOP vectors this close to unit length and perpendicular are orthonormalised
@@ -186,3 +190,8 @@ def _check_counts(datasets: list[Dataset], series: str, where: str) -> None:
     if span > found:
         raise GeometryError(f"series {series}: missing slices: InstanceNumber runs {int(numbers.min())} to "
                             f"{int(numbers.max())} ({span} slices), found {found}", source=where)  # fmt: skip
+    if stride == 1 and numbers.min() > 1:
+        # scanners number a series from 1; a later start is the one trace a lost end slice leaves
+        # (a series may legitimately start later, so this is a warning, not an error)
+        note(log, logging.WARNING, "%s: series %s: InstanceNumber starts at %d, not 1: the slice(s) numbered "
+             "below it may be missing", where, series, int(numbers.min()))

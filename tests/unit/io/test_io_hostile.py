@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import shutil
 import struct
 import tracemalloc
@@ -289,6 +290,19 @@ def test_series_shorter_than_its_instance_number_range_even_when_uneven(series):
     with pytest.raises(GeometryError, match="InstanceNumber runs"):
         read_scan(series, allow_resample=True)  # never interpolated across a missing slice
     assert err.code == "geometry"
+
+
+def test_a_lost_first_slice_leaves_a_warning_and_a_whole_series_none(series, caplog):
+    for k, path in enumerate(_files(series)):
+        _edit(path, InstanceNumber=k + 1)
+    with caplog.at_level(logging.WARNING, logger="medssl"):
+        read_scan(series)
+    assert "InstanceNumber starts" not in caplog.text
+    _files(series)[0].unlink()  # nothing else in the headers says it is gone
+    with caplog.at_level(logging.WARNING, logger="medssl"):
+        assert read_scan(series).shape[2] == N - 1
+    assert "InstanceNumber starts at 2, not 1" in caplog.text
+    assert_no_phi(caplog.text, "log")
 
 
 # ---------------------------------------------------------------- memory budget
