@@ -156,7 +156,6 @@ def _drop_pixels(ds: Dataset) -> None:
 def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
                 allow_resample: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:  # fmt: skip
     done: list[str] = []
-    n = volume.shape[2]
     if geo.tilt_deg > TILT_TOL_DEG:
         if not allow_resample:
             raise GeometryError(f"series {series}: gantry tilt of {geo.tilt_deg:.2f} degrees; pass "
@@ -170,7 +169,6 @@ def _regularise(volume: np.ndarray, geo: StackGeometry, series: str, where: str,
         if not allow_resample:
             raise GeometryError(f"series {series}: slice spacing varies ({gaps.min():.3g} to {gaps.max():.3g} mm); "
                                 "pass --allow-resample to resample", source=where)  # fmt: skip
-        step = geo.step
         volume = resample_along_normal(volume, geo.offsets, regular_offsets(geo.offsets, step))
         done.append(f"uneven slice spacing ({gaps.min():.3g}-{gaps.max():.3g} mm) resampled to {step:.3g} mm")
     for what in done:
