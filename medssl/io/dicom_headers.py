@@ -39,6 +39,10 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # What probing headers reads (classify, SeriesGroup.info, stack_geometry): with
 # ``read_dataset(decode=PROBE_ELEMENTS)`` the other elements are never decoded.
 PROBE_ELEMENTS = ESSENTIAL | {"SeriesDescription", "SliceThickness", "StudyInstanceUID"}
+# What reading a volume reads besides (``Scan.meta``; the pixel module pydicom's decoders
+# consult). A SEG writer or ``reveal_phi`` reads more: those headers go through
+# ``decode_all`` first (``full_headers``).
+READ_ELEMENTS = PROBE_ELEMENTS | {"WindowCenter", "WindowWidth", "PlanarConfiguration"}
 
 
 def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool,
@@ -128,7 +132,7 @@ def _read_for_grouping(member: Member, limits: ReadLimits, with_pixels: bool,
     as in a headers-only pass."""
     if with_pixels:
         try:
-            return read_dataset(member, limits, headers_only=False), True
+            return read_dataset(member, limits, headers_only=False, decode=decode), True
         except InputError:
             pass
     return read_dataset(member, limits, headers_only=True, decode=decode), False
@@ -140,7 +144,7 @@ def group_series(members: list[Member], limits: ReadLimits, *, with_pixels: bool
 
     ``with_pixels``: read each file whole, once, keeping its pixel data for the volume (names
     in ``FolderScan.with_pixels``), instead of a second read per slice. ``decode``: as for
-    ``read_dataset`` (headers-only reads)."""
+    ``read_dataset``."""
     by_uid: dict[str, SeriesGroup] = {}
     failed: list[tuple[str, str, str]] = []
     loaded: set[str] = set()

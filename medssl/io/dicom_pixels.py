@@ -95,10 +95,11 @@ def expected_pixel_bytes(ds: Dataset, source: str) -> int | None:
     return (rows * cols * frames * samples * allocated + 7) // 8
 
 
-def check_pixel_length(ds: Dataset, source: str) -> None:
+def check_pixel_length(ds: Dataset, source: str, expected: int | None = -1) -> None:
     """Native pixel data must hold exactly what the header says (plus one pad byte): a wrong
-    Rows or Columns would otherwise read sheared or drop rows, silently."""
-    expected = expected_pixel_bytes(ds, source)
+    Rows or Columns would otherwise read sheared or drop rows, silently. ``expected``: what
+    ``expected_pixel_bytes`` gave, when the caller has it."""
+    expected = expected_pixel_bytes(ds, source) if expected == -1 else expected
     if expected is None:
         return
     keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
@@ -113,14 +114,19 @@ def check_pixel_length(ds: Dataset, source: str) -> None:
                                f"{expected}; Rows, Columns or BitsAllocated is wrong", source=source)  # fmt: skip
 
 
-def _check_stored_bits(ds: Dataset, source: str) -> None:
+_NATIVE = {pydicom.uid.ImplicitVRLittleEndian: "<", pydicom.uid.ExplicitVRLittleEndian: "<",
+           pydicom.uid.ExplicitVRBigEndian: ">"}  # fmt: skip
+
+
+def _check_stored_bits(ds: Dataset, source: str) -> tuple[int, int, int] | None:
     """Native integer pixels must fit BitsStored: pydicom masks the unused high bits, which
-    would turn a wrong BitsStored into wrong intensities, silently."""
-    if "PixelData" not in ds or expected_pixel_bytes(ds, source) is None:
-        return
-    allocated, stored, representation = _bits(ds, source)
+    would turn a wrong BitsStored into wrong intensities, silently. Returns ``_bits`` for
+    native integer pixel data (None otherwise)."""
+    if "PixelData" not in ds:
+        return None
+    bits = allocated, stored, representation = _bits(ds, source)
     if allocated not in (8, 16, 32) or stored == allocated:
-        return
+        return bits
     syntax = transfer_syntax(ds, source)
     order = ">" if syntax == pydicom.uid.ExplicitVRBigEndian else "<"
     rows, cols = required_int(ds, "Rows", source), required_int(ds, "Columns", source)
@@ -130,6 +136,23 @@ def _check_stored_bits(ds: Dataset, source: str) -> None:
     if not np.isin(high, allowed).all():
         raise CorruptFileError(f"stored values do not fit BitsStored {stored} (BitsAllocated {allocated}); "
                                "BitsStored is wrong or the pixel data is corrupt", source=source)  # fmt: skip
+    return bits
+
+
+def _native_pixels(ds: Dataset, source: str, bits: tuple[int, int, int]) -> np.ndarray | None:
+    """Grey-scale native pixels straight from the bytes, as pydicom's ``pixel_array`` gives
+    them (which costs more than the rest of a slice's read); None where pydicom must decode:
+    another syntax or photometric interpretation, or signed values narrower than their
+    allocation (pydicom sign-extends from BitsStored)."""
+    allocated, stored, representation = bits
+    order = _NATIVE.get(transfer_syntax(ds, source))  # type: ignore[arg-type]
+    photometric = str(ds.get("PhotometricInterpretation", "") or "")
+    if order is None or allocated not in (8, 16, 32) or photometric not in ("MONOCHROME1", "MONOCHROME2") \
+            or (representation and stored != allocated):  # fmt: skip
+        return None
+    rows, cols = required_int(ds, "Rows", source), required_int(ds, "Columns", source)
+    kind = "i" if representation else "u"
+    return np.frombuffer(ds.PixelData, dtype=f"{order}{kind}{allocated // 8}", count=rows * cols).reshape(rows, cols)
 
 
 def slice_pixels(ds: Dataset, source: str) -> np.ndarray:
@@ -142,8 +165,12 @@ def slice_pixels(ds: Dataset, source: str) -> np.ndarray:
         raise UnsupportedInputError("multi-frame DICOM files are not supported yet; export single-frame "
                                     "slices", source=source)  # fmt: skip
     check_decoder(ds, source)
-    check_pixel_length(ds, source)
-    _check_stored_bits(ds, source)
+    expected = expected_pixel_bytes(ds, source)
+    check_pixel_length(ds, source, expected)
+    bits = _check_stored_bits(ds, source) if expected is not None else None
+    fast = _native_pixels(ds, source, bits) if bits is not None else None
+    if fast is not None:
+        return _modality_lut(ds, fast, source)
     try:
         with quiet_pydicom():
             stored = ds.pixel_array

@@ -13,8 +13,8 @@ from pydicom.dataset import Dataset
 
 from medssl.errors import CorruptFileError, GeometryError, InputError, LimitExceededError, NotAScanError
 from medssl.io.dicom_geometry import TILT_TOL_DEG, StackGeometry, stack_geometry
-from medssl.io.dicom_headers import (DICOM_SUFFIXES, FolderScan, SeriesGroup, group_series, optional_float, read_dataset,
-                                     required_int, select_series)  # fmt: skip
+from medssl.io.dicom_headers import (DICOM_SUFFIXES, READ_ELEMENTS, FolderScan, SeriesGroup, group_series, optional_float,
+                                     read_dataset, required_int, select_series)  # fmt: skip
 from medssl.io.dicom_pixels import check_decoder, check_pixel_length, expected_pixel_bytes, slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
 from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, all_finite, allocate_volume, check_budget
@@ -37,9 +37,10 @@ def dicom_members(path: Path, limits: ReadLimits) -> list[Member]:
 
 
 def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits, members: list[Member] | None = None,
-                   with_pixels: bool = False) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
+                   with_pixels: bool = False, decode: frozenset[str] | None = None,
+                   ) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
     members = dicom_members(path, limits) if members is None else members
-    found = group_series(members, limits, with_pixels=with_pixels)
+    found = group_series(members, limits, with_pixels=with_pixels, decode=decode)
     # Files that fail to read and may be slices: DICOM-like ones, and any named as DICOM (a
     # damaged preamble reads as "not DICOM"); other stray files are skipped.
     broken = [f for f in found.failed if f[1] != NotAScanError.code or f[0].lower().endswith(DICOM_SUFFIXES)]
@@ -109,11 +110,13 @@ def read_dicom(path: Path, *, series_uid: str | None, allow_resample: bool, reve
 
 
 def read_dicom_series(path: Path, *, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
-                      limits: ReadLimits, case_id: str,
-                      members: list[Member] | None = None) -> tuple[Scan, list[Dataset]]:  # fmt: skip
+                      limits: ReadLimits, case_id: str, members: list[Member] | None = None,
+                      full_headers: bool = False) -> tuple[Scan, list[Dataset]]:  # fmt: skip
     """The chosen series as a ``Scan``, and its datasets in slice order without pixel data
     (what a DICOM SEG writer needs, as ``read_dicom_datasets`` gives them, from this same
     read). ``members``: the folder's files when the caller has walked it already.
+    ``full_headers``: every element of those datasets decoded (``decode_all``), as a SEG
+    writer needs; otherwise only ``READ_ELEMENTS`` are, which is what the volume needs.
 
     Each file is read once, pixels and all, when the files together take at most
     ``ONE_PASS_SHARE`` of the read budget; its pixel data is dropped once in the volume.
@@ -121,14 +124,15 @@ def read_dicom_series(path: Path, *, series_uid: str | None, allow_resample: boo
     holds the volume and one file."""
     members = dicom_members(path, limits) if members is None else members
     one_pass = sum(m.size for m in members) <= ONE_PASS_SHARE * limits.max_bytes
-    found, group = _chosen_series(path, series_uid, limits, members, with_pixels=one_pass)
+    decode = None if full_headers or reveal_phi else READ_ELEMENTS
+    found, group = _chosen_series(path, series_uid, limits, members, with_pixels=one_pass, decode=decode)
     files, headers, geo = _sorted_series(group, limits, path.name, volume_copies=1 + allow_resample)
     head = headers[0]
     cols, rows = required_int(head, "Columns", files[0].name), required_int(head, "Rows", files[0].name)
     volume = allocate_volume((cols, rows, len(files)), path.name)
     for k, (member, ds) in enumerate(zip(files, headers)):
         if member.name not in found.with_pixels:
-            ds = read_dataset(member, limits, headers_only=False)
+            ds = read_dataset(member, limits, headers_only=False, decode=READ_ELEMENTS)
         volume[:, :, k] = slice_pixels(ds, member.name).T
         if member.name in found.with_pixels:
             _drop_pixels(ds)

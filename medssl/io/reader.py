@@ -44,11 +44,11 @@ def read_scan_and_datasets(path: str | Path, *, series_uid: str | None = None, a
     without pixel data (as ``read_dicom_datasets`` gives them, for a DICOM SEG) from the same
     read, so the files are not read again; None for NIfTI."""
     with held_notes():
-        return _read_scan(Path(path), series_uid, allow_resample, False, limits or ReadLimits())
+        return _read_scan(Path(path), series_uid, allow_resample, False, limits or ReadLimits(), full_headers=True)
 
 
 def _read_scan(path: Path, series_uid: str | None, allow_resample: bool, reveal_phi: bool,
-               limits: ReadLimits) -> tuple[Scan, list[Dataset] | None]:  # fmt: skip
+               limits: ReadLimits, full_headers: bool = False) -> tuple[Scan, list[Dataset] | None]:  # fmt: skip
     if not path.exists():
         raise InputError("no such file or folder", source=path.name, code="not_found")
     case_id = case_id_for(path)
@@ -64,7 +64,7 @@ def _read_scan(path: Path, series_uid: str | None, allow_resample: bool, reveal_
             return read_nifti(niftis[0], limits=limits, case_id=case_id_for(niftis[0])), None
         members = [m for m in members if not is_nifti(m.name)]
     return read_dicom_series(path, series_uid=series_uid, allow_resample=allow_resample, reveal_phi=reveal_phi,
-                             limits=limits, case_id=case_id, members=members)  # fmt: skip
+                             limits=limits, case_id=case_id, members=members, full_headers=full_headers)  # fmt: skip
 
 
 def case_id_for(path: str | Path, *, patient: Iterable[str] = (), pseudonymize: bool = False) -> str:

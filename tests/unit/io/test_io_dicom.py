@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
+from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.dataelem import DataElement
 
 from medssl.errors import (CorruptFileError, DecoderMissingError, GeometryError, InputError, LimitExceededError,
                            NotAScanError,
                            UnsupportedInputError)  # fmt: skip
-from medssl.io import ReadLimits, probe, read_dicom_datasets, read_scan, uid_hash
+from medssl.io import ReadLimits, probe, read_dicom_datasets, read_scan, read_scan_and_datasets, uid_hash
+from medssl.io.dicom_headers import READ_ELEMENTS
+from medssl.io.dicom_pixels import _modality_lut, slice_pixels
+from medssl.io.dicom_reader import read_dicom_series
 from tests.unit.io.test_io_helpers import make_dataset, make_series
 
 PYDICOM_FILES = Path(os.path.dirname(get_testdata_file("CT_small.dcm")))
@@ -226,3 +230,27 @@ def test_dicom_voxel_limit_checked_before_decoding(tmp_path):
     huge.save_as(tmp_path / "huge.dcm", enforce_file_format=True)
     with pytest.raises(LimitExceededError):
         read_scan(tmp_path / "huge.dcm")
+
+
+def test_native_pixels_read_from_the_bytes_equal_pydicoms_decode(head_ct_series):
+    compared = 0
+    for path in [*sorted(head_ct_series.glob("*.dcm"))[:3], *get_testdata_files("*.dcm")]:
+        try:
+            ds = pydicom.dcmread(path)
+            ours = slice_pixels(ds, "x")
+            theirs = _modality_lut(ds, pydicom.dcmread(path).pixel_array, "x")
+        except Exception:  # noqa: BLE001 - pydicom's deliberately broken, colour and multi-frame files
+            continue
+        np.testing.assert_array_equal(ours, theirs)
+        compared += 1
+    assert compared >= 20  # signed, unsigned, 8/16/32-bit, big endian, BitsStored < BitsAllocated among them
+
+
+def test_headers_for_a_seg_are_decoded_whole_and_a_plain_read_decodes_what_it_needs(head_ct_series):
+    _, datasets = read_scan_and_datasets(head_ct_series)
+    assert all(isinstance(ds.get_item(tag), DataElement) for ds in datasets for tag in ds.keys())
+    _, plain = read_dicom_series(head_ct_series, series_uid=None, allow_resample=False, reveal_phi=False,
+                                 limits=ReadLimits(), case_id="c")  # fmt: skip
+    decoded = {pydicom.datadict.keyword_for_tag(t) for t in plain[0].keys()
+               if isinstance(plain[0].get_item(t), DataElement)}  # fmt: skip
+    assert "PatientName" not in decoded and decoded <= READ_ELEMENTS
