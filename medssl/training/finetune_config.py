@@ -66,6 +66,10 @@ class FinetuneTrainConfig(TrainConfig):
     # encoder_decoder), on top of encoder_lr_mult; no effect without a checkpoint, so both sweep
     # arms can share one config
     pretrained_lr_mult: float = Field(1.0, gt=0)
+    # steps during which only the new head (and decoder when not transferred) trains and the
+    # transferred weights hold still, then join (linear probe, then fine-tune: LP-FT); no
+    # effect without a checkpoint
+    head_warmup_steps: int = Field(0, ge=0)
     val_every: int = Field(50, ge=1)
     patience: int = Field(0, ge=0)  # stop after this many validations without improvement; 0 = never
     augment: bool = True  # random flips and intensity scale/shift of training crops (same in every arm)

@@ -85,13 +85,15 @@ def param_groups(network: nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]
     Head: ``lr_mult`` 1. Decoder: 1, or ``pretrained_lr_mult`` when it was transferred
     (``model.transfer: encoder_decoder`` with a checkpoint). Encoder stage at depth d
     (0 = deepest): ``encoder_lr_mult * layer_decay ** (d + 1)``, times ``pretrained_lr_mult``
-    with a checkpoint (no decay factor without ``layer_decay``).
+    with a checkpoint (no decay factor without ``layer_decay``). With a checkpoint, the
+    transferred groups also carry ``hold_steps`` (``train.head_warmup_steps``).
     Biases and norm weights (1-D) get no weight decay, as in the trainer's default groups."""
     scope = encoder_scope(network)
     if not scope:
         return _split_decay(list(network.parameters()), 1.0)
     m, t = cfg.model, cfg.train
     transferred = t.pretrained_lr_mult if m.pretrained else 1.0
+    hold = t.head_warmup_steps if m.pretrained else 0
     encoder = getattr(network, scope[:-1])
     enc_ids = {id(p) for p in encoder.parameters()}
     stages = encoder_stages(encoder)
@@ -100,7 +102,7 @@ def param_groups(network: nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]
     if m.pretrained and m.transfer == "encoder_decoder":
         heads = [p for n, p in rest if n.startswith(UNET_HEADS)]
         decoder = [p for n, p in rest if not n.startswith(UNET_HEADS)]
-        groups = _split_decay(heads, 1.0) + _split_decay(decoder, transferred)
+        groups = _split_decay(heads, 1.0) + _split_decay(decoder, transferred, hold)
     else:
         groups = _split_decay([p for _, p in rest], 1.0)
     for depth, params in enumerate(reversed(stages)):  # depth 0 = deepest stage
@@ -109,14 +111,17 @@ def param_groups(network: nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]
                 p.requires_grad_(False)
             continue
         decay = m.layer_decay ** (depth + 1) if m.layer_decay else 1.0
-        groups += _split_decay(params, t.encoder_lr_mult * decay * transferred)
+        groups += _split_decay(params, t.encoder_lr_mult * decay * transferred, hold)
     return groups
 
 
-def _split_decay(params: list[nn.Parameter], lr_mult: float) -> list[dict[str, Any]]:
+def _split_decay(params: list[nn.Parameter], lr_mult: float, hold: int = 0) -> list[dict[str, Any]]:
     decay = [p for p in params if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "lr_mult": lr_mult}, {"params": no_decay, "lr_mult": lr_mult, "weight_decay": 0.0}]
+    if hold:
+        for g in groups:
+            g["hold_steps"] = hold
     return [g for g in groups if g["params"]]
 
 
@@ -226,7 +231,7 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
     groups = param_groups(network, cfg)  # also freezes encoder stages per model.mode
     # Same LR everywhere: the trainer's default groups, which optimise identically and keep the
     # optimizer-state layout of checkpoints written before per-stage groups went through it.
-    per_stage_lr = any(g["lr_mult"] != 1.0 for g in groups)
+    per_stage_lr = any(g["lr_mult"] != 1.0 or g.get("hold_steps") for g in groups)
     best_path = out / "best.pt"
     best = read_best(best_path) if best_path.is_file() else {"metric": float("-inf"), "step": 0, "state_dict": {}}
 

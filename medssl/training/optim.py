@@ -17,7 +17,8 @@ def build_optimizer(
 
     ``param_groups``: your own groups instead, e.g. per-stage learning rates:
     ``[{"params": [...], "lr_mult": 0.1}, {"params": [...], "weight_decay": 0.0}]``;
-    ``lr_mult`` scales ``cfg.lr``, a missing ``weight_decay`` is ``cfg.weight_decay``."""
+    ``lr_mult`` scales ``cfg.lr``, a missing ``weight_decay`` is ``cfg.weight_decay``;
+    ``hold_steps``: the group's learning rate is 0 for that many steps (``build_scheduler``)."""
     if param_groups is None:
         decay, no_decay = [], []
         for p in model.parameters():
@@ -43,8 +44,21 @@ def warmup_cosine(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def held_warmup_cosine(step: int, cfg: TrainConfig, hold: int) -> float:
+    """``warmup_cosine``, 0 for the first ``hold`` steps, then warmed up again over
+    ``cfg.warmup_steps`` (a group that joins late starts gently, as the others did)."""
+    if step < hold:
+        return 0.0
+    rewarm = min(1.0, (step - hold + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    return warmup_cosine(step, cfg) * rewarm
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg))
+    holds = [int(g.get("hold_steps", 0)) for g in optimizer.param_groups]
+    if not any(holds):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [lambda s, h=h: held_warmup_cosine(s, cfg, h) for h in holds])
 
 
 class ModelEMA:

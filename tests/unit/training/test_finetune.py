@@ -12,7 +12,9 @@ from medssl.models import build_network
 from medssl.tasks.finetune import ClassificationTask, SegmentationTask, balanced_class_weights, voxel_class_weights
 from medssl.training.finetune_config import FinetuneConfig
 from medssl.data.labeled import PreparedCase, sample_crops
+from medssl.training.config import TrainConfig
 from medssl.training.finetune_run import encoder_stages, param_groups
+from medssl.training.optim import build_optimizer, build_scheduler
 
 CNN = {"encoder": "cnn", "encoder_kwargs": {"channels": [4, 8, 16]}}
 
@@ -158,3 +160,28 @@ def test_bundle_export_rebuilds_with_monai(tmp_path):
     parser.read_config(out / "configs" / "inference.json")
     assert type(parser.get_parsed_content("preprocessing")).__name__ == "Compose"
     assert list(parser.get_parsed_content("inferer").roi_size) == [32, 32, 32]
+
+
+def test_head_warmup_holds_the_transferred_weights_then_warms_them_up():
+    cfg = FinetuneConfig.model_validate({"model": {"pretrained": "enc.pt", "transfer": "encoder_decoder"},
+                                         "train": {"head_warmup_steps": 5, "warmup_steps": 2, "max_steps": 20}})
+    net = build_network({"name": "cnn_unet", "out_channels": 2, **CNN})
+    groups = param_groups(net, cfg)
+    tc = TrainConfig(lr=1.0, warmup_steps=2, max_steps=20)
+    opt = build_optimizer(net, tc, torch.device("cpu"), groups)
+    sched = build_scheduler(opt, tc)
+    held = [g.get("hold_steps", 0) == 5 for g in opt.param_groups]
+    assert any(held) and not all(held)  # the heads train from step 0
+    lrs = []
+    for _ in range(8):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    for k, is_held in enumerate(held):
+        seen = [step[k] for step in lrs]
+        if is_held:
+            assert seen[:5] == [0.0] * 5 and 0 < seen[5] < seen[6]  # joins at step 5, warmed up again
+        else:
+            assert seen[0] > 0
+    scratch = FinetuneConfig.model_validate({"train": {"head_warmup_steps": 5}})
+    assert not any(g.get("hold_steps") for g in param_groups(net, scratch))  # nothing transferred, nothing held
