@@ -39,6 +39,9 @@ def register(sub) -> None:
     synth.add_argument("--anatomy", choices=("regular", "varied"), default="regular",
                        help="varied: the whole body deformed by a smooth random field per subject, so organ "
                        "shape, size and position vary as between patients (default regular)")
+    synth.add_argument("--lesions", choices=("small", "large"), default="small",
+                       help="lesion radius: small 4-15 mm, large 8-25 mm (same count, places and contrast; "
+                       "default small)")
     synth.set_defaults(func=run_synth)
 
     index = data_sub.add_parser(
@@ -68,7 +71,8 @@ def run_synth(args: argparse.Namespace) -> int:
         raise ConfigError(f"--spacing must be positive, got {args.spacing}")
     start = time.perf_counter()
     synth_cohort(args.out, args.n, fmt=args.format, seed=args.seed, shape=args.shape,
-                 spacing=args.spacing, workers=max(1, args.workers), appearance=args.appearance, anatomy=args.anatomy)
+                 spacing=args.spacing, workers=max(1, args.workers), appearance=args.appearance, anatomy=args.anatomy,
+                 lesions=args.lesions)
     log.info("wrote %d phantom subjects (%s) to %s in %.1f s", args.n, args.format, args.out,
              time.perf_counter() - start)
     return EXIT_OK

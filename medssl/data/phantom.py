@@ -34,6 +34,9 @@ LIVER, KIDNEY, SPLEEN, LUNG, BONE, LESION = 1, 2, 3, 4, 5, 6
 HU_MIN, HU_MAX = -1024, 3071
 APPEARANCES = ("uniform", "multiphase")
 ANATOMIES = ("regular", "varied")
+# lesion radius (mm) drawn per lesion: small 4-15 (0.8-3 cm across, hard to see at 5 mm
+# voxels), large 8-25 (1.6-5 cm, the metastases a staging CT shows)
+LESION_RADII = {"small": (4.0, 15.0), "large": (8.0, 25.0)}
 PHASES = ("native", "arterial", "portal", "delayed")
 # Mean HU ranges per contrast phase (abdominal CT literature values, rounded). Liver and
 # spleen overlap in the portal and delayed phases, so only shape and position tell them apart.
@@ -117,7 +120,7 @@ def _draw_spacing(rng: np.random.Generator, shape: tuple[int, int, int] | None, 
 
 
 def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image, label,
-             contrast_of=None) -> None:
+             contrast_of=None, radii_mm: tuple[float, float] = LESION_RADII["small"]) -> None:
     """Paints ``count`` ellipsoidal lesions centred inside ``host``, clipped to it.
     ``contrast_of()``, when given, replaces the drawn contrast (the main stream's draws are
     kept, so the geometry does not depend on the appearance)."""
@@ -127,7 +130,7 @@ def _lesions(rng, g: _Grid, host: np.ndarray, count: int, base_hu: float, image,
     for flat in rng.choice(idx, size=min(count, idx.size), replace=False):
         i, j, k = np.unravel_index(flat, host.shape)
         centre = tuple(float(np.broadcast_to(a, host.shape)[i, j, k]) for a in (g.x, g.y, g.z))
-        radius = rng.uniform(4.0, 15.0)
+        radius = rng.uniform(*radii_mm)
         radii = radius * rng.uniform(0.7, 1.3, size=3)
         mask = _ellipsoid(g, centre, radii, rng.uniform(0, np.pi)) & host
         contrast = rng.choice([-1.0, 1.0]) * rng.uniform(20.0, 60.0)
@@ -217,6 +220,7 @@ def make_phantom(
     spacing: tuple[float, float, float] | None = None,
     appearance: str = "uniform",
     anatomy: str = "regular",
+    lesions: str = "small",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One CT-like torso subject.
 
@@ -225,11 +229,14 @@ def make_phantom(
     to 96 x 96 x (40..80) and ``spacing`` to a field of view drawn around the body.
     ``appearance``: "uniform" (one unenhanced look) or "multiphase" (see the module).
     ``anatomy``: "regular" or "varied" (the whole body deformed by a smooth random field of
-    15 mm standard deviation, so organ shape, size and position vary as between patients)."""
+    15 mm standard deviation, so organ shape, size and position vary as between patients).
+    ``lesions``: "small" or "large" (``LESION_RADII``; the same count, places and contrast)."""
     if appearance not in APPEARANCES:
         raise ValueError(f"appearance must be one of {', '.join(APPEARANCES)}, got {appearance!r}")
     if anatomy not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
+    if lesions not in LESION_RADII:
+        raise ValueError(f"lesions must be one of {', '.join(LESION_RADII)}, got {lesions!r}")
     rng = np.random.default_rng(seed)
     rng2 = np.random.default_rng([seed, 1])  # the multiphase draws; first draw = phantom_phase
     phase = PHASES[int(rng2.integers(len(PHASES)))]
@@ -262,9 +269,10 @@ def make_phantom(
         (lo, hi), sign = _LESION_CONTRAST[phase]
         liver_contrast = lambda: sign * rng2.uniform(lo, hi)  # noqa: E731
         cyst_contrast = lambda: rng2.uniform(0.0, 20.0) - 40.0  # non-enhancing cysts, 0-20 HU  # noqa: E731
-    _lesions(rng, g, label == LIVER, int(rng.integers(1, 5)), liver_base, image, label, liver_contrast)
+    radii = LESION_RADII[lesions]
+    _lesions(rng, g, label == LIVER, int(rng.integers(1, 5)), liver_base, image, label, liver_contrast, radii)
     _lesions(rng, g, (label == KIDNEY) | (label == SPLEEN), int(rng.integers(0, 3)), 40.0, image, label,
-             cyst_contrast)
+             cyst_contrast, radii)
 
     image = ndimage.gaussian_filter(image, sigma=0.6, truncate=2.0)  # partial-volume blur
     image += rng.normal(0.0, rng.uniform(6.0, 22.0), size=shape).astype(np.float32)

@@ -121,6 +121,7 @@ class SweepSynth(StrictModel):
     # as a hospital archive mixes them, so that a few labeled cases cannot cover them all
     appearance: Literal["uniform", "multiphase"] = "uniform"
     anatomy: Literal["regular", "varied"] = "regular"  # varied: the body deformed per subject
+    lesions: Literal["small", "large"] = "small"  # lesion radius 4-15 mm or 8-25 mm
 
 
 class SweepSection(StrictModel):

@@ -163,3 +163,14 @@ def test_varied_anatomy_deforms_the_body_reproducibly():
         assert (varied[1] == k).sum() > 0.3 * (regular[1] == k).sum()  # deformed, not destroyed
     with pytest.raises(ValueError, match="anatomy"):
         make_phantom(0, shape=(16, 16, 8), anatomy="alien")
+
+
+def test_large_lesions_are_bigger_in_the_same_places_and_nothing_else_moves():
+    small_img, small, _ = make_phantom(1, shape=(48, 48, 32), appearance="multiphase")
+    large_img, large, _ = make_phantom(1, shape=(48, 48, 32), appearance="multiphase", lesions="large")
+    assert (large == LESION).sum() > 2 * (small == LESION).sum() > 0
+    assert ((small == LESION) & (large == LESION)).sum() == (small == LESION).sum()  # grown around the same centres
+    others = (small != LESION) & (large != LESION)
+    assert (small[others] == large[others]).all()
+    with pytest.raises(ValueError, match="lesions must be one of small, large"):
+        make_phantom(1, shape=(16, 16, 8), lesions="huge")
