@@ -36,7 +36,7 @@ from typing import Any
 from medssl.atomic import atomic_write_text
 from medssl.errors import ConfigError, CorruptFileError, MedsslError
 from medssl.io import probe as probe_scan
-from medssl.io.discovery import LABEL_SUFFIXES, case_stem, is_nifti
+from medssl.io.discovery import has_label_suffix, is_nifti
 from medssl.io.path_privacy import mask_component, mask_label, mask_text, read_patient_tokens
 from medssl.io.phi import salt_id
 
@@ -122,13 +122,12 @@ def _row_id(input_rel: str, key: str) -> str:
 
 
 def _base_row(inp: ScanInput, path: str, key: str) -> dict[str, Any]:
-    stem = case_stem(Path(path).name).lower()
     return {
         "id": _row_id(inp.rel, key),
         "path": path,
         "input": inp.rel,
         "kind": inp.kind,
-        "role": "label" if stem.lower().endswith(LABEL_SUFFIXES) else "image",
+        "role": "label" if has_label_suffix(Path(path).name) else "image",
         "series": None,
         "modality": None,
         "shape": None,

@@ -29,9 +29,14 @@ def case_stem(path: str | Path) -> str:
     return name
 
 
+def has_label_suffix(path: str | Path) -> bool:
+    """The name, without extension, ends like a label's (``_label``, ``_seg``, ...)."""
+    return case_stem(path).lower().endswith(LABEL_SUFFIXES)
+
+
 def is_label(path: str | Path) -> bool:
     """A NIfTI label map by its name (``case_label.nii.gz``, ``case_seg.nii``, ...)."""
-    return is_nifti(path) and case_stem(path).lower().endswith(LABEL_SUFFIXES)
+    return is_nifti(path) and has_label_suffix(path)
 
 
 def looks_dicom(path: Path) -> bool:
