@@ -94,6 +94,43 @@ def gaussian_blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
     return y.reshape(x.shape)
 
 
+def sample_intensity_curves(n: int, prob: float, gen: torch.Generator, points: int = 64,
+                            device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Models Genesis' non-linear intensity transformation, one curve per view: a cubic
+    Bezier through (0, 0) and (1, 1) with two random control points, rising in half the
+    views and mirrored to fall from 1 to 0 in the other half (bright becomes dark, as a lesion
+    is bright in one contrast phase and dark in another). Returns (applied (n,) bool,
+    xs (n, points) ascending, ys (n, points))."""
+    applied = torch.rand(n, generator=gen, device=device) < prob
+    ctrl = torch.rand(n, 2, 2, generator=gen, device=device)  # (view, control point, x|y)
+    falling = torch.rand(n, generator=gen, device=device) < 0.5
+    t = torch.linspace(0, 1, points, device=device)
+    b1, b2, b3 = 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
+    xs = b1 * ctrl[:, 0, :1] + b2 * ctrl[:, 1, :1] + b3
+    ys = b1 * ctrl[:, 0, 1:] + b2 * ctrl[:, 1, 1:] + b3
+    xs, ys = xs.sort(dim=1).values, ys.sort(dim=1).values
+    ys = torch.where(falling[:, None], ys.flip(1), ys)
+    return applied, xs, ys
+
+
+def apply_intensity_curves(x: Tensor, applied: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """Map each view's intensities in [0, 1] through its curve (piecewise linear between the
+    curve's points); values outside [0, 1] keep their distance from it; views not
+    ``applied`` are returned as they were."""
+    if not bool(applied.any()):
+        return x
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    inside = flat.clamp(0, 1)
+    xs, ys = xs.to(flat.dtype), ys.to(flat.dtype)
+    idx = torch.searchsorted(xs.contiguous(), inside.contiguous()).clamp(1, xs.shape[1] - 1)
+    x0, x1 = xs.gather(1, idx - 1), xs.gather(1, idx)
+    y0, y1 = ys.gather(1, idx - 1), ys.gather(1, idx)
+    w = ((inside - x0) / (x1 - x0).clamp_min(1e-6)).clamp(0, 1)
+    mapped = y0 + w * (y1 - y0) + (flat - inside)
+    return torch.where(applied[:, None], mapped, flat).reshape(x.shape)
+
+
 def apply_rotation(x: Tensor, k: Tensor) -> Tensor:
     """Rotate sample i by ``k[i]`` x 90 degrees in the (X, Y) plane (cubic crops).
 

@@ -44,6 +44,10 @@ class InpaintConfig(StrictModel):
     decoder: Literal["light", "unet"] = "unet"
     skips: Literal["none", "plain", "mask_token"] = "mask_token"
     decoder_width: int = Field(64, ge=8)  # light decoder only
+    # probability per view that the encoder sees its intensities through a random curve
+    # (Models Genesis' non-linear transformation) while the loss still asks for the original
+    # intensities: tissue must be recognised by context, not by its value alone
+    intensity_curve: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _skips_fit_decoder(self) -> InpaintConfig:

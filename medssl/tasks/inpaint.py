@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medssl.data.ssl_views import apply_box_mask, apply_grid_mask, sample_boxes, sample_grid_keep
+from medssl.data.ssl_views import (
+    apply_box_mask,
+    apply_grid_mask,
+    apply_intensity_curves,
+    sample_boxes,
+    sample_grid_keep,
+    sample_intensity_curves,
+)
 from medssl.losses import RECONSTRUCTION_LOSSES
 from medssl.models.heads import ReconstructionDecoder
 from medssl.models.segmentation import CNNUNet, unet_decode, unet_skips
@@ -70,8 +77,12 @@ class InpaintTask(nn.Module):
         self.loss_fn = RECONSTRUCTION_LOSSES[cfg.loss]
 
     def mask(self, x: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """x (N, C, S, S, S) -> (masked x, mask (N, 1, S, S, S) bool)."""
+        """x (N, C, S, S, S) -> (masked x, mask (N, 1, S, S, S) bool); with
+        ``intensity_curve`` the visible voxels are the curve-mapped ones (the target stays ``x``)."""
         cfg = self.cfg
+        if cfg.intensity_curve > 0:
+            x = apply_intensity_curves(x, *sample_intensity_curves(x.shape[0], cfg.intensity_curve, gen,
+                                                                   device=x.device))
         fill: Tensor | float = 0.0
         if cfg.fill == "noise":
             fill = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)

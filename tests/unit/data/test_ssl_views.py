@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from medssl.data import ssl_views as sv
+from medssl.tasks.config import InpaintConfig
+from medssl.tasks.inpaint import InpaintTask
 
 
 def _gen(seed=0):
@@ -68,3 +70,33 @@ def test_two_views_shapes_deterministic_and_overlapping():
     offsets_ok = any(torch.equal(plain[0, 0], region[0, 0, i:i + 8, j:j + 8, k:k + 8])
                      for i in range(5) for j in range(5) for k in range(5))
     assert offsets_ok
+
+
+def test_intensity_curves_run_from_0_to_1_rise_or_fall_and_skip_unpicked_views():
+    gen = torch.Generator().manual_seed(0)
+    applied, xs, ys = sv.sample_intensity_curves(400, 0.5, gen)
+    assert 120 < int(applied.sum()) < 280
+    assert torch.allclose(xs[:, 0], torch.zeros(400)) and torch.allclose(xs[:, -1], torch.ones(400))
+    assert (xs.diff(dim=1) >= 0).all()
+    rising, falling = (ys.diff(dim=1) >= 0).all(dim=1), (ys.diff(dim=1) <= 0).all(dim=1)
+    assert 120 < int(rising.sum()) < 280 and bool((rising ^ falling).all())
+    x = torch.rand(400, 1, 4, 4, 4) * 1.2 - 0.1  # some values outside [0, 1]
+    y = sv.apply_intensity_curves(x, applied, xs, ys)
+    assert torch.equal(y[~applied], x[~applied])
+    outside = (x > 1) & applied[:, None, None, None, None]
+    end = ys[:, -1].reshape(-1, 1, 1, 1, 1).expand_as(x)  # what 1 maps to: 1 on a rising curve, 0 on a falling one
+    assert torch.allclose(y[outside] - end[outside], x[outside] - 1, atol=1e-5)
+    ident = sv.apply_intensity_curves(x, torch.ones(400, dtype=torch.bool), torch.linspace(0, 1, 64).expand(400, 64),
+                                      torch.linspace(0, 1, 64).expand(400, 64))
+    assert torch.allclose(ident, x, atol=1e-6)
+
+
+def test_inpaint_with_intensity_curves_keeps_the_target_and_changes_what_the_encoder_sees():
+    task = InpaintTask(InpaintConfig(decoder="light", skips="none", intensity_curve=1.0), [8, 16], [2, 2])
+    x = torch.rand(4, 1, 16, 16, 16)
+    masked, mask = task.mask(x, torch.Generator().manual_seed(1))
+    visible = ~mask.expand_as(x)
+    assert not torch.allclose(masked[visible], x[visible])
+    plain = InpaintTask(InpaintConfig(decoder="light", skips="none"), [8, 16], [2, 2])
+    masked0, mask0 = plain.mask(x, torch.Generator().manual_seed(1))
+    assert torch.equal(masked0[~mask0.expand_as(x)], x[~mask0.expand_as(x)])
