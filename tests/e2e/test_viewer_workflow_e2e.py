@@ -22,7 +22,8 @@ from apps.viewer.interaction import distance_mm, voxel_at
 from medssl.cli import main
 from medssl.io import uid_hash
 from tests.e2e.conftest import screenshot_on_failure, start_viewer
-from tests.e2e.viewer_page import WAIT_MS, assert_page_has_no_phi, caption_of, overlay_pixels, pick, scroll_top, settle
+from tests.e2e.viewer_page import (WAIT_MS, assert_page_has_no_phi, caption_of, idle, overlay_pixels, pick, scroll_top,
+                                   settle)
 from tests.unit.inference.test_inference_fixtures import threshold_artifact
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realdata]
@@ -84,6 +85,8 @@ def test_every_result_opens_with_its_overlay(page, workflow, artifacts_dir):
 
 
 def _download(page, name: str, dest):
+    # as a user waits: a click while the previous export's rerun is still going can be lost
+    idle(page)
     with page.expect_download() as info:
         page.get_by_role("button", name=name).click()
     path = dest / info.value.suggested_filename

@@ -49,10 +49,15 @@ def iframe_of(page, plane: str):
     return frame.frame_element()
 
 
-def settle(page, timeout_ms: int = WAIT_MS) -> dict:
-    """Wait until the script run is over and every view shows a decoded image; returns the frames."""
+def idle(page, timeout_ms: int = WAIT_MS) -> None:
+    """Wait until the script run is over (Streamlit's "Running" widget is gone)."""
     page.wait_for_timeout(150)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_ms)
+
+
+def settle(page, timeout_ms: int = WAIT_MS) -> dict:
+    """Wait until the script run is over and every view shows a decoded image; returns the frames."""
+    idle(page, timeout_ms)
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('iframe')).filter(f => f.src.includes('slice_view')).length >= 3",
         timeout=timeout_ms,

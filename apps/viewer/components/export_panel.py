@@ -1,4 +1,6 @@
-"""Downloads. Each file is built only when its button is clicked (lazy data)."""
+"""Downloads. Each file is built only when its button is clicked (lazy data). A click does
+not rerun the page (``on_click="ignore"``): a rerun re-renders the views for nothing and
+retires the other buttons' pending files, so a second export clicked during it was lost."""
 
 from __future__ import annotations
 
@@ -17,13 +19,13 @@ def exports(loaded: Loaded) -> None:
     case = loaded.case_id or "scan"
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Label map (NIfTI)", data=lambda: export.label_nifti(loaded),
-                       file_name=f"{case}_label.nii.gz", mime="application/gzip", key="dl_nifti")
+                       file_name=f"{case}_label.nii.gz", mime="application/gzip", key="dl_nifti", on_click="ignore")
     if loaded.is_dicom and (loaded.path is not None or loaded.upload is not None):
         c2.download_button("DICOM SEG", data=lambda: export.dicom_seg(loaded),
-                           file_name=f"{case}_seg.dcm", mime="application/dicom", key="dl_seg")
+                           file_name=f"{case}_seg.dcm", mime="application/dicom", key="dl_seg", on_click="ignore")
     else:
         c2.caption("DICOM SEG needs a DICOM input.")
     c3.download_button("Statistics (CSV)", data=lambda: export.stats_csv(stats_rows(loaded)),
-                       file_name=f"{case}_stats.csv", mime="text/csv", key="dl_csv")
+                       file_name=f"{case}_stats.csv", mime="text/csv", key="dl_csv", on_click="ignore")
     c4.download_button("Statistics (JSON)", data=lambda: export.stats_json(stats_rows(loaded), loaded),
-                       file_name=f"{case}_stats.json", mime="application/json", key="dl_json")
+                       file_name=f"{case}_stats.json", mime="application/json", key="dl_json", on_click="ignore")

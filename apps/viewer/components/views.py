@@ -168,6 +168,7 @@ def viewer(loaded: Loaded) -> None:
         file_name=f"{shown_name(loaded, False, for_file=True)}_views.png",
         mime="image/png",
         key="dl_png",
+        on_click="ignore",  # a download re-renders nothing (see export_panel)
     )
 
 
