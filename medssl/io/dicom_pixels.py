@@ -95,11 +95,13 @@ def expected_pixel_bytes(ds: Dataset, source: str) -> int | None:
     return (rows * cols * frames * samples * allocated + 7) // 8
 
 
-def check_pixel_length(ds: Dataset, source: str, expected: int | None = -1) -> None:
+def check_pixel_length(ds: Dataset, source: str) -> None:
     """Native pixel data must hold exactly what the header says (plus one pad byte): a wrong
-    Rows or Columns would otherwise read sheared or drop rows, silently. ``expected``: what
-    ``expected_pixel_bytes`` gave, when the caller has it."""
-    expected = expected_pixel_bytes(ds, source) if expected == -1 else expected
+    Rows or Columns would otherwise read sheared or drop rows, silently."""
+    _check_length(ds, source, expected_pixel_bytes(ds, source))
+
+
+def _check_length(ds: Dataset, source: str, expected: int | None) -> None:
     if expected is None:
         return
     keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
@@ -118,6 +120,11 @@ _NATIVE = {pydicom.uid.ImplicitVRLittleEndian: "<", pydicom.uid.ExplicitVRLittle
            pydicom.uid.ExplicitVRBigEndian: ">"}  # fmt: skip
 
 
+def _byte_order(ds: Dataset, source: str) -> str | None:
+    """numpy's byte-order mark for data stored uncompressed in a known order; None otherwise."""
+    return _NATIVE.get(transfer_syntax(ds, source))  # type: ignore[arg-type]
+
+
 def _check_stored_bits(ds: Dataset, source: str) -> tuple[int, int, int] | None:
     """Native integer pixels must fit BitsStored: pydicom masks the unused high bits, which
     would turn a wrong BitsStored into wrong intensities, silently. Returns ``_bits`` for
@@ -127,8 +134,7 @@ def _check_stored_bits(ds: Dataset, source: str) -> tuple[int, int, int] | None:
     bits = allocated, stored, representation = _bits(ds, source)
     if allocated not in (8, 16, 32) or stored == allocated:
         return bits
-    syntax = transfer_syntax(ds, source)
-    order = ">" if syntax == pydicom.uid.ExplicitVRBigEndian else "<"
+    order = _byte_order(ds, source) or "<"
     rows, cols = required_int(ds, "Rows", source), required_int(ds, "Columns", source)
     raw = np.frombuffer(ds.PixelData, dtype=f"{order}u{allocated // 8}", count=rows * cols)
     high = raw >> stored  # the unused bits: clear, or for signed pixels also all set (sign-extended)
@@ -145,7 +151,7 @@ def _native_pixels(ds: Dataset, source: str, bits: tuple[int, int, int]) -> np.n
     another syntax or photometric interpretation, or signed values narrower than their
     allocation (pydicom sign-extends from BitsStored)."""
     allocated, stored, representation = bits
-    order = _NATIVE.get(transfer_syntax(ds, source))  # type: ignore[arg-type]
+    order = _byte_order(ds, source)
     photometric = str(ds.get("PhotometricInterpretation", "") or "")
     if order is None or allocated not in (8, 16, 32) or photometric not in ("MONOCHROME1", "MONOCHROME2") \
             or (representation and stored != allocated):  # fmt: skip
@@ -166,7 +172,7 @@ def slice_pixels(ds: Dataset, source: str) -> np.ndarray:
                                     "slices", source=source)  # fmt: skip
     check_decoder(ds, source)
     expected = expected_pixel_bytes(ds, source)
-    check_pixel_length(ds, source, expected)
+    _check_length(ds, source, expected)
     bits = _check_stored_bits(ds, source) if expected is not None else None
     fast = _native_pixels(ds, source, bits) if bits is not None else None
     if fast is not None:
@@ -208,8 +214,7 @@ def _lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
                                "entry", source=source)  # fmt: skip
     entries, first, bits = descriptor[0] or 65536, descriptor[1], descriptor[2]
     if isinstance(data, (bytes, bytearray)):
-        syntax = transfer_syntax(ds, source)
-        order = ">" if syntax == pydicom.uid.ExplicitVRBigEndian else "<"
+        order = _byte_order(ds, source) or "<"
         table = np.frombuffer(data, dtype=f"{order}u2", count=len(data) // 2)
     else:
         table = np.asarray([] if data is None else ([data] if isinstance(data, int) else list(data)), dtype=np.int64)
