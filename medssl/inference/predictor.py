@@ -74,7 +74,6 @@ class Predictor:
         compile: bool = False,
     ):
         self.artifact = artifact
-        self.task = artifact.task
         self.kind = task_kind(artifact.task)
         self.labels = {str(k): str(v) for k, v in artifact.labels.items()}
         self.device = resolve_device(device)
@@ -108,7 +107,7 @@ class Predictor:
     def describe(self) -> dict[str, Any]:
         """PHI-free settings for run records."""
         return {
-            "task": self.task,
+            "task": self.kind.name,
             "network": self.artifact.network.get("name"),
             "labels": self.labels,
             "device": str(self.device),
@@ -167,7 +166,7 @@ class Predictor:
         probs[0] += (1.0 - probs.sum(0)).clamp_min(0)  # outside the model's field of view: background
         confidence, label = probs.max(0)
         return Prediction(
-            task=self.task,
+            task=self.kind.name,
             labels=self.labels,
             affine=np.asarray(scan.affine),
             label=label.to(torch.uint8).cpu().numpy(),
@@ -188,7 +187,7 @@ class Predictor:
         mean, _ = self._flip_average(self._classifier_forward, self._whole(x))
         names = [self.labels.get(str(i), str(i)) for i in range(mean.shape[0])]
         return Prediction(
-            task=self.task,
+            task=self.kind.name,
             labels=self.labels,
             affine=np.asarray(scan.affine),
             class_probs={n: round(float(p), 6) for n, p in zip(names, mean.flatten().tolist())},
