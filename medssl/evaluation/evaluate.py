@@ -14,7 +14,6 @@ from medssl.data.labeled import prepare_case
 from medssl.errors import ConfigError
 from medssl.inference.predictor import Predictor
 from medssl.io.discovery import NIFTI_SUFFIXES, case_stem, is_nifti
-from medssl.tasks.kinds import task_kind
 from medssl.training.finetune_config import FinetuneConfig
 
 
@@ -46,7 +45,7 @@ def evaluate_artifact(model: str | Path, data: str | Path, device: str = "auto",
     if cfg.data.pseudonymize:  # as the model was trained: hashed case ids in the report
         found = pseudonymized(found)
     cases = [prepare_case(c, cfg, names) for c in found]
-    kind = task_kind(art.task)
+    kind = predictor.kind
     result = kind.score(predictor.network, cases, names, art.inference, predictor.device,
                         n_boot=n_boot, scorer=predictor.scores)
     return {"task": art.task, "metric": kind.metric, "model": {"network": art.network.get("name"), "sha256": art.sha256},
