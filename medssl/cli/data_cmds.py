@@ -42,6 +42,9 @@ def register(sub) -> None:
     synth.add_argument("--lesions", choices=("small", "large"), default="small",
                        help="lesion radius: small 4-15 mm, large 8-25 mm (same count, places and contrast; "
                        "default small)")
+    synth.add_argument("--dose", choices=("standard", "low"), default="standard",
+                       help="image noise: standard 6-22 HU, low 30-60 HU with a reconstruction kernel's grain "
+                       "(same subjects; default standard)")
     synth.set_defaults(func=run_synth)
 
     index = data_sub.add_parser(
@@ -72,7 +75,7 @@ def run_synth(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     synth_cohort(args.out, args.n, fmt=args.format, seed=args.seed, shape=args.shape,
                  spacing=args.spacing, workers=max(1, args.workers), appearance=args.appearance, anatomy=args.anatomy,
-                 lesions=args.lesions)
+                 lesions=args.lesions, dose=args.dose)
     log.info("wrote %d phantom subjects (%s) to %s in %.1f s", args.n, args.format, args.out,
              time.perf_counter() - start)
     return EXIT_OK

@@ -37,6 +37,11 @@ ANATOMIES = ("regular", "varied")
 # lesion radius (mm) drawn per lesion: small 4-15 (0.8-3 cm across, hard to see at 5 mm
 # voxels), large 8-25 (1.6-5 cm, the metastases a staging CT shows)
 LESION_RADII = {"small": (4.0, 15.0), "large": (8.0, 25.0)}
+# image noise per dose: standard draws white noise of 6-22 HU standard deviation; low draws
+# 30-60 HU with the fine grain of a reconstruction kernel (correlated over about a voxel), as
+# in low-dose or thin-slice CT, where one voxel's value no longer tells the organ
+DOSES = ("standard", "low")
+_LOW_DOSE_SD = (30.0, 60.0)
 PHASES = ("native", "arterial", "portal", "delayed")
 # Mean HU ranges per contrast phase (abdominal CT literature values, rounded). Liver and
 # spleen overlap in the portal and delayed phases, so only shape and position tell them apart.
@@ -221,6 +226,7 @@ def make_phantom(
     appearance: str = "uniform",
     anatomy: str = "regular",
     lesions: str = "small",
+    dose: str = "standard",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One CT-like torso subject.
 
@@ -230,13 +236,16 @@ def make_phantom(
     ``appearance``: "uniform" (one unenhanced look) or "multiphase" (see the module).
     ``anatomy``: "regular" or "varied" (the whole body deformed by a smooth random field of
     15 mm standard deviation, so organ shape, size and position vary as between patients).
-    ``lesions``: "small" or "large" (``LESION_RADII``; the same count, places and contrast)."""
+    ``lesions``: "small" or "large" (``LESION_RADII``; the same count, places and contrast).
+    ``dose``: "standard" or "low" (``DOSES``; the same subject under stronger, grainier noise)."""
     if appearance not in APPEARANCES:
         raise ValueError(f"appearance must be one of {', '.join(APPEARANCES)}, got {appearance!r}")
     if anatomy not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
     if lesions not in LESION_RADII:
         raise ValueError(f"lesions must be one of {', '.join(LESION_RADII)}, got {lesions!r}")
+    if dose not in DOSES:
+        raise ValueError(f"dose must be one of {', '.join(DOSES)}, got {dose!r}")
     rng = np.random.default_rng(seed)
     rng2 = np.random.default_rng([seed, 1])  # the multiphase draws; first draw = phantom_phase
     phase = PHASES[int(rng2.integers(len(PHASES)))]
@@ -275,7 +284,12 @@ def make_phantom(
              cyst_contrast, radii)
 
     image = ndimage.gaussian_filter(image, sigma=0.6, truncate=2.0)  # partial-volume blur
-    image += rng.normal(0.0, rng.uniform(6.0, 22.0), size=shape).astype(np.float32)
+    noise = rng.normal(0.0, rng.uniform(6.0, 22.0), size=shape).astype(np.float32)
+    if dose == "low":  # own draws, so the anatomy and the standard-dose image stay those of the seed
+        rng3 = np.random.default_rng([seed, 3])
+        grain = ndimage.gaussian_filter(rng3.normal(0.0, 1.0, size=shape).astype(np.float32), sigma=0.7)
+        noise = grain * np.float32(rng3.uniform(*_LOW_DOSE_SD) / max(float(grain.std()), 1e-6))
+    image += noise
     image = np.clip(np.rint(image), HU_MIN, HU_MAX).astype(np.float32)
     return image, label, affine
 

@@ -26,7 +26,7 @@ from pydicom.uid import (
 )
 
 from medssl.atomic import atomic_write_text
-from medssl.data.phantom import ANATOMIES, APPEARANCES, LABELS, LESION_RADII, make_phantom, phantom_phase
+from medssl.data.phantom import ANATOMIES, APPEARANCES, DOSES, LABELS, LESION_RADII, make_phantom, phantom_phase
 from medssl.errors import ConfigError
 from medssl.io import write_nifti
 
@@ -128,11 +128,12 @@ def _base_dataset(index: int, study: str, series: str, frame: str) -> Dataset:
 
 
 def _write_subject(out: str, seed: int, index: int, fmt: str, shape, spacing,
-                   appearance: str = "uniform", anatomy: str = "regular", lesions: str = "small") -> dict[str, str]:
+                   appearance: str = "uniform", anatomy: str = "regular", lesions: str = "small",
+                   dose: str = "standard") -> dict[str, str]:
     root = Path(out)
     name = subject_name(index)
     image, label, affine = make_phantom(subject_seed(seed, index), shape=shape, spacing=spacing,
-                                        appearance=appearance, anatomy=anatomy, lesions=lesions)
+                                        appearance=appearance, anatomy=anatomy, lesions=lesions, dose=dose)
     entry = {"image": f"nifti/{name}.nii.gz", "label": f"nifti/{name}_label.nii.gz"}
     if appearance == "multiphase":
         entry["phase"] = phantom_phase(subject_seed(seed, index))
@@ -149,7 +150,7 @@ def _write_subject(out: str, seed: int, index: int, fmt: str, shape, spacing,
 def synth_cohort(out: Path, n: int, *, fmt: str = "both", seed: int = 0,
                  shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
                  workers: int = 1, appearance: str = "uniform", anatomy: str = "regular",
-                 lesions: str = "small") -> dict:
+                 lesions: str = "small", dose: str = "standard") -> dict:
     """Writes ``n`` phantom subjects to ``out`` and returns the dataset.json content
     (multiphase entries also name their contrast phase)."""
     if fmt not in FORMATS:
@@ -160,13 +161,15 @@ def synth_cohort(out: Path, n: int, *, fmt: str = "both", seed: int = 0,
         raise ConfigError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
     if lesions not in LESION_RADII:
         raise ConfigError(f"lesions must be one of {', '.join(LESION_RADII)}, got {lesions!r}")
+    if dose not in DOSES:
+        raise ConfigError(f"dose must be one of {', '.join(DOSES)}, got {dose!r}")
     out = Path(out)
     (out / "nifti").mkdir(parents=True, exist_ok=True)
     if fmt in ("dicom", "both"):
         (out / "dicom").mkdir(parents=True, exist_ok=True)
     shape_t = tuple(int(v) for v in shape) if shape else None
     spacing_t = tuple(float(v) for v in spacing) if spacing else None
-    args = [(str(out), seed, i, fmt, shape_t, spacing_t, appearance, anatomy, lesions) for i in range(n)]
+    args = [(str(out), seed, i, fmt, shape_t, spacing_t, appearance, anatomy, lesions, dose) for i in range(n)]
     if workers > 1 and n > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             training = list(pool.map(_write_subject, *zip(*args)))
@@ -174,7 +177,7 @@ def synth_cohort(out: Path, n: int, *, fmt: str = "both", seed: int = 0,
         training = [_write_subject(*a) for a in args]
     dataset = {
         "name": "medssl-phantom",
-        "description": f"procedural CT-like torso phantoms, seed {seed}, {appearance} appearance, {anatomy} anatomy, {lesions} lesions",
+        "description": f"procedural CT-like torso phantoms, seed {seed}, {appearance} appearance, {anatomy} anatomy, {lesions} lesions, {dose} dose",
         "tensorImageSize": "3D",
         "modality": {"0": "CT"},
         "labels": LABELS,

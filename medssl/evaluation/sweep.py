@@ -143,7 +143,7 @@ def synth_data(cfg: SweepConfig, out: Path) -> SweepConfig:
         if not (root / "dataset.json").is_file():
             log.info("sweep: writing %d %s phantoms to %s", n, name, root)
             synth_cohort(root, n, fmt="nifti", seed=seed, shape=syn.shape, appearance=syn.appearance,
-                         anatomy=syn.anatomy, lesions=syn.lesions)
+                         anatomy=syn.anatomy, lesions=syn.lesions, dose=syn.dose)
     cfg = cfg.model_copy(deep=True)
     cfg.data.root = str(roots["labeled"])
     cfg.sweep.pretrain_data = str(roots["unlabeled"])

@@ -122,6 +122,7 @@ class SweepSynth(StrictModel):
     appearance: Literal["uniform", "multiphase"] = "uniform"
     anatomy: Literal["regular", "varied"] = "regular"  # varied: the body deformed per subject
     lesions: Literal["small", "large"] = "small"  # lesion radius 4-15 mm or 8-25 mm
+    dose: Literal["standard", "low"] = "standard"  # low: noise 30-60 HU instead of 6-22
 
 
 class SweepSection(StrictModel):

@@ -174,3 +174,19 @@ def test_large_lesions_are_bigger_in_the_same_places_and_nothing_else_moves():
     assert (small[others] == large[others]).all()
     with pytest.raises(ValueError, match="lesions must be one of small, large"):
         make_phantom(1, shape=(16, 16, 8), lesions="huge")
+
+
+def test_low_dose_is_the_same_subject_under_stronger_noise():
+    std_img, std_lab, std_aff = make_phantom(2, shape=(48, 48, 32), appearance="multiphase")
+    low_img, low_lab, low_aff = make_phantom(2, shape=(48, 48, 32), appearance="multiphase", dose="low")
+    assert (std_lab == low_lab).all() and np.allclose(std_aff, low_aff)
+    liver = std_lab == LIVER
+    assert abs(float(std_img[liver].mean()) - float(low_img[liver].mean())) < 10  # same enhancement
+    assert low_img[liver].std() > 1.5 * std_img[liver].std()
+    # the grain: neighbouring voxels' noise correlates, unlike the standard white noise
+    resid = low_img - std_img
+    inner = liver[:-1] & liver[1:]
+    corr = np.corrcoef(resid[:-1][inner], resid[1:][inner])[0, 1]
+    assert corr > 0.2
+    with pytest.raises(ValueError, match="dose must be one of standard, low"):
+        make_phantom(1, shape=(16, 16, 8), dose="ultra")
