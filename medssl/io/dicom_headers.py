@@ -15,6 +15,7 @@ from medssl.errors import (CorruptFileError, GeometryError, InputError, LimitExc
 # Re-exported: the element accessors lived here before dicom_elements split off.
 from medssl.io.dicom_elements import (ESSENTIAL, decode_all, optional_float, quiet_pydicom,  # noqa: F401
                                       required_int, tag_float, tag_value)  # fmt: skip
+from medssl.io.dicom_fast import fast_dataset
 from medssl.io.limits import ReadLimits
 from medssl.io.notes import note
 from medssl.io.phi import is_uid_hash, uid_hash
@@ -52,6 +53,10 @@ def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool,
     check_member_size(member, limits)
     try:
         with quiet_pydicom(), member.open() as f:
+            if decode is not None:
+                fast = fast_dataset(f, member.size, decode, headers_only=headers_only)
+                if fast is not None:
+                    return fast
             ds = pydicom.dcmread(f, stop_before_pixels=headers_only)
             decode_all(ds, member.name, only=decode)
             return ds

@@ -6,24 +6,25 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import pydicom
 import pytest
 
 from medssl.io import dicom_reader
 from medssl.io.limits import ReadLimits
 from medssl.io.reader import read_scan
+from medssl.io.sources import Member
 from tests.sitk_reference import sitk_read_ras
 
 
 def _count_reads(monkeypatch) -> Counter:
+    """Opens per file, whichever parser (medssl's fast one or pydicom) then reads it."""
     calls: Counter = Counter()
-    real = pydicom.dcmread
+    real = Member.open
 
-    def counting(fp, *args, **kwargs):
-        calls[getattr(fp, "name", str(fp))] += 1
-        return real(fp, *args, **kwargs)
+    def counting(self):
+        calls[self.name] += 1
+        return real(self)
 
-    monkeypatch.setattr(pydicom, "dcmread", counting)
+    monkeypatch.setattr(Member, "open", counting)
     return calls
 
 
