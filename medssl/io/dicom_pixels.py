@@ -138,8 +138,8 @@ def _check_stored_bits(ds: Dataset, source: str) -> tuple[int, int, int] | None:
     rows, cols = required_int(ds, "Rows", source), required_int(ds, "Columns", source)
     raw = np.frombuffer(ds.PixelData, dtype=f"{order}u{allocated // 8}", count=rows * cols)
     high = raw >> stored  # the unused bits: clear, or for signed pixels also all set (sign-extended)
-    allowed = (0,) if not representation else (0, (1 << (allocated - stored)) - 1)
-    if not np.isin(high, allowed).all():
+    fits = not high.any() if not representation else np.isin(high, (0, (1 << (allocated - stored)) - 1)).all()
+    if not fits:
         raise CorruptFileError(f"stored values do not fit BitsStored {stored} (BitsAllocated {allocated}); "
                                "BitsStored is wrong or the pixel data is corrupt", source=source)  # fmt: skip
     return bits
@@ -227,6 +227,15 @@ def _lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     return table.astype(np.float32)[index]
 
 
+def _exact_in_float32(dtype: np.dtype, slope: float, intercept: float) -> bool:
+    """Whether ``stored * slope + intercept`` is exact in float32 for every value of this
+    integer dtype (all in +-2^24, integers): the usual CT rescale (slope 1, intercept -1024)
+    then needs neither float64 nor an overflow check."""
+    if dtype.kind not in "iu" or dtype.itemsize > 2 or not (slope.is_integer() and intercept.is_integer()):
+        return False
+    return abs(slope) * (1 << (8 * dtype.itemsize)) + abs(intercept) <= 1 << 24
+
+
 def _modality_lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     if "ModalityLUTSequence" in ds:
         return _lut(ds, stored, source)
@@ -237,6 +246,13 @@ def _modality_lut(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     slope, intercept = 1.0 if slope is None else slope, 0.0 if intercept is None else intercept
     if slope == 0:
         raise CorruptFileError("implausible rescale (slope 0)", source=source)
+    if _exact_in_float32(stored.dtype, slope, intercept):
+        if slope == 1:
+            return np.add(stored, np.float32(intercept), dtype=np.float32)
+        values = stored.astype(np.float32)
+        values *= np.float32(slope)
+        values += np.float32(intercept)
+        return values
     with np.errstate(over="ignore", invalid="ignore"):
         values = stored.astype(np.float64) * slope + intercept
     if not np.isfinite(values).all() or np.abs(values).max(initial=0) > np.finfo(np.float32).max:

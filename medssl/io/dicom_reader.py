@@ -129,7 +129,7 @@ def read_dicom_series(path: Path, *, series_uid: str | None, allow_resample: boo
     files, headers, geo = _sorted_series(group, limits, path.name, volume_copies=1 + allow_resample)
     head = headers[0]
     cols, rows = required_int(head, "Columns", files[0].name), required_int(head, "Rows", files[0].name)
-    volume = allocate_volume((cols, rows, len(files)), path.name)
+    volume = allocate_volume((cols, rows, len(files)), path.name, order="F")  # a slice is one block
     for k, (member, ds) in enumerate(zip(files, headers)):
         if member.name not in found.with_pixels:
             ds = read_dataset(member, limits, headers_only=False, decode=READ_ELEMENTS)

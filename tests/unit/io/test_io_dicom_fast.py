@@ -135,3 +135,20 @@ def test_mutated_real_slices_agree_or_are_handed_on(head_ct_series):
         a, b = check_agrees(data)
         fast, hand_on = fast + a, hand_on + b
     assert fast > 100 and hand_on > 100
+
+
+@pytest.mark.parametrize("dtype,slope,intercept", [(np.uint16, "1", "-1024"), (np.int16, "2", "-1024"),
+                                                   (np.uint8, "1", "0"), (np.int16, "0.5", "-1024.5"),
+                                                   (np.uint16, "1", "1e7")])  # fmt: skip
+def test_rescale_in_float32_equals_the_float64_rescale(dtype, slope, intercept):
+    from pydicom.dataset import Dataset
+
+    from medssl.io import dicom_pixels
+
+    info = np.iinfo(dtype)
+    stored = np.random.default_rng(0).integers(info.min, info.max, (64, 64), endpoint=True).astype(dtype)
+    ds = Dataset()
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    expected = (stored.astype(np.float64) * float(slope) + float(intercept)).astype(np.float32)
+    got = dicom_pixels._modality_lut(ds, stored, "f.dcm")
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
