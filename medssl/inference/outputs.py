@@ -50,13 +50,14 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
     """A gzipped NIfTI-1 image (qform and sform = ``affine``, code 1); gzip mtime 0 so equal
-    arrays give equal bytes."""
+    arrays give equal bytes. Level 1, as nibabel's own default: label maps and probabilities
+    shrink almost as much as at 6, in a fifth of the time."""
     import nibabel as nib
 
     img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)
+    return gzip.compress(img.to_bytes(), compresslevel=1, mtime=0)
 
 
 def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:

@@ -20,6 +20,20 @@ def _world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
+def _centroids(label: np.ndarray, n_labels: int, counts: np.ndarray) -> np.ndarray:
+    """(n_labels, 3) voxel centroid of every label: per axis, a histogram of labels over each
+    plane (one pass over the volume per axis for all labels, where ``center_of_mass`` takes
+    three per label); NaN for absent labels."""
+    centres = np.empty((n_labels, 3))
+    for axis, size in enumerate(label.shape):
+        lead = (slice(None),) * axis
+        hist = np.stack([np.bincount(label[lead + (j,)].ravel(), minlength=n_labels)[:n_labels]
+                         for j in range(size)])  # fmt: skip
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centres[:, axis] = np.arange(size, dtype=np.float64) @ hist / counts
+    return centres
+
+
 def label_stats(
     label: np.ndarray,
     scan: Scan,
@@ -42,6 +56,7 @@ def label_stats(
     conf = np.bincount(flat, weights=confidence.ravel().astype(np.float64), minlength=n_labels) if confidence is not None else None
     boxes = ndimage.find_objects(label.astype(np.int32), max_label=n_labels - 1)
     vml = voxel_volume_ml(affine)
+    centres = _centroids(label, n_labels, counts)
     out: dict[str, Any] = {}
     for index in range(1, n_labels):
         name = labels.get(str(index), f"label_{index}")
@@ -58,8 +73,7 @@ def label_stats(
             world = _world(affine, corners)
             entry["bbox_voxel"] = [lo.astype(int).tolist(), hi.astype(int).tolist()]
             entry["bbox_world_mm"] = [np.round(world.min(0), 2).tolist(), np.round(world.max(0), 2).tolist()]
-            centre = ndimage.center_of_mass(label == index)
-            entry["centroid_world_mm"] = np.round(_world(affine, np.asarray(centre)), 2).tolist()
+            entry["centroid_world_mm"] = np.round(_world(affine, centres[index]), 2).tolist()
             if conf is not None:
                 entry["mean_confidence"] = round(float(conf[index] / n), 4)
         out[name] = entry

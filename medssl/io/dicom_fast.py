@@ -37,8 +37,9 @@ _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 _DS = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _IS = re.compile(r"[+-]?\d+")
 _UI = re.compile(r"[0-9.]+")
-# Headers sit in the first few kilobytes; a headers-only read takes this much first.
-PREFIX_BYTES = 64 * 1024
+# Headers sit in the first few kilobytes: a headers-only read takes this much first, then
+# eight times more while the headers go on (big private sequences), then the rest.
+PREFIX_BYTES = 8 * 1024
 # Pixel formats the fast path hands on: those ``dicom_pixels._native_pixels`` reads itself.
 _GREY = ("MONOCHROME1", "MONOCHROME2")
 _unpack = struct.unpack_from
@@ -331,13 +332,15 @@ def fast_dataset(f: BinaryIO, size: int, decode: frozenset[str], *, headers_only
     """The file as a ``FastDataset`` with the ``decode`` keywords decoded, or None when it
     leaves the fast path (see the module); ``f`` is then rewound for pydicom."""
     try:
-        first = f.read(PREFIX_BYTES if headers_only else size + 1)
-        buf = first
-        try:
-            return _parse(buf, decode, headers_only, eof=len(buf) < PREFIX_BYTES or not headers_only)
-        except _More:
-            buf = first + f.read(size + 1)
-            return _parse(buf, decode, headers_only, eof=True)
+        want = PREFIX_BYTES if headers_only else size + 1
+        buf = f.read(want)
+        while True:
+            try:
+                return _parse(buf, decode, headers_only, eof=len(buf) < want)
+            except _More:
+                more = min(7 * len(buf), size + 1)  # headers only: eight times the prefix, at most all
+                want = len(buf) + more
+                buf += f.read(more)
     except (_Leave, _More):
         pass
     except Exception:  # noqa: BLE001 - anything unforeseen: pydicom's read decides

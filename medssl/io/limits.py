@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-from pydantic import Field, model_validator
+from dataclasses import dataclass, field, fields
 
-from medssl.config import StrictModel
+import numpy as np
+
 from medssl.errors import LimitExceededError
 
 GiB = 1024**3
@@ -31,32 +31,45 @@ def _env_skip() -> bool:
     return os.environ.get(SKIP_CORRUPT_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
-class ReadLimits(StrictModel):
+@dataclass(frozen=True)
+class ReadLimits:
     """Upper bounds applied by ``read_scan`` / ``probe``. Raise them explicitly for big data,
-    e.g. ``read_scan(path, limits=ReadLimits(max_bytes=32 * GiB))``."""
+    e.g. ``read_scan(path, limits=ReadLimits(max_bytes=32 * GiB))``. A plain dataclass, not a
+    config model: every command that reads a scan imports it, and pydantic would add a tenth
+    of a second to each start."""
 
-    max_files: int = Field(100_000, gt=0, description="files walked in one folder tree")
-    max_depth: int = Field(64, gt=0, description="folder levels walked below the given folder")
-    max_file_bytes: int = Field(2 * GiB, gt=0, description="size of one file or zip member")
-    max_zip_members: int = Field(20_000, gt=0, description="entries in one zip archive")
-    max_total_bytes: int = Field(8 * GiB, gt=0, description="uncompressed bytes of one zip")
-    max_ratio: float = Field(200.0, gt=1, description="uncompressed/compressed size of a zip member")
-    max_voxels: int = Field(2**31, gt=0, description="voxels of one volume (2**31 = 8 GiB as float32)")
-    max_dim: int = Field(16_384, gt=0, description="voxels along any one axis")
-    max_bytes: int = Field(default_factory=_env_max_bytes, gt=0, description="memory one read may allocate, estimated from the "
-                           "headers before anything is decompressed; default 8 GiB (suits a 24 GiB machine), "
-                           f"or ${MAX_BYTES_ENV} (e.g. 16G)")  # fmt: skip
-    min_spacing_mm: float = Field(0.01, gt=0, description="smallest voxel spacing or slice step accepted")
-    max_spacing_mm: float = Field(100.0, gt=0, description="largest voxel spacing or slice step accepted")
-    skip_corrupt_slices: bool = Field(default_factory=_env_skip, description="read a DICOM series without its unreadable files "
-                                      "(listed in Scan.meta) instead of refusing it; default "
-                                      f"${SKIP_CORRUPT_ENV}=1")  # fmt: skip
+    max_files: int = 100_000  # files walked in one folder tree
+    max_depth: int = 64  # folder levels walked below the given folder
+    max_file_bytes: int = 2 * GiB  # size of one file or zip member
+    max_zip_members: int = 20_000  # entries in one zip archive
+    max_total_bytes: int = 8 * GiB  # uncompressed bytes of one zip
+    max_ratio: float = 200.0  # uncompressed/compressed size of a zip member (above 1)
+    max_voxels: int = 2**31  # voxels of one volume (2**31 = 8 GiB as float32)
+    max_dim: int = 16_384  # voxels along any one axis
+    # memory one read may allocate, estimated from the headers before anything is
+    # decompressed; default 8 GiB (suits a 24 GiB machine), or $MEDSSL_READ_MAX_BYTES (e.g. 16G)
+    max_bytes: int = field(default_factory=_env_max_bytes)
+    min_spacing_mm: float = 0.01  # smallest voxel spacing or slice step accepted
+    max_spacing_mm: float = 100.0  # largest voxel spacing or slice step accepted
+    # read a DICOM series without its unreadable files (listed in Scan.meta) instead of
+    # refusing it; default $MEDSSL_SKIP_CORRUPT_SLICES=1
+    skip_corrupt_slices: bool = field(default_factory=_env_skip)
 
-    @model_validator(mode="after")
-    def _bounds_ordered(self) -> "ReadLimits":
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"ReadLimits.{f.name} must be true or false, got {value!r}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"ReadLimits.{f.name} must be a positive number, got {value!r}")
+            if f.type == "int" and not float(value).is_integer():
+                raise ValueError(f"ReadLimits.{f.name} must be a whole number, got {value!r}")
+        if self.max_ratio <= 1:
+            raise ValueError(f"ReadLimits.max_ratio must be above 1, got {self.max_ratio!r}")
         if self.min_spacing_mm >= self.max_spacing_mm:
             raise ValueError("min_spacing_mm must be below max_spacing_mm")
-        return self
 
 
 DEFAULT_LIMITS = ReadLimits()

@@ -206,3 +206,61 @@ def test_label_resampling_keeps_half_voxel_edges():
     assert resample_label(label, np.eye(4), (4, 1, 1), shifted).ravel().tolist() == [1, 2, 3, 4]
     shifted[0, 3] = 0.6
     assert resample_label(label, np.eye(4), (4, 1, 1), shifted).ravel().tolist() == [2, 3, 4, 0]
+
+
+def _slice_datasets(affine_lps: np.ndarray, shape: tuple[int, int, int]) -> list[pydicom.Dataset]:
+    """Header-only datasets of a series on ``affine_lps`` (voxel (i=column, j=row, k) -> LPS)."""
+    out = []
+    for k in range(shape[2]):
+        ds = pydicom.Dataset()
+        spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
+        ds.Rows, ds.Columns = shape[1], shape[0]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+        ds.ImageOrientationPatient = [*(affine_lps[:3, 0] / spacing[0]), *(affine_lps[:3, 1] / spacing[1])]
+        ds.ImagePositionPatient = list(affine_lps[:3, :3] @ [0, 0, k] + affine_lps[:3, 3])
+        out.append(ds)
+    return out
+
+
+def _frame_grid(lps: np.ndarray, k: int) -> np.ndarray:
+    """Frame (row, column, 0) of slice k -> RAS: rows run along voxel j, columns along i."""
+    grid = np.eye(4)
+    grid[:3, 0], grid[:3, 1], grid[:3, 2] = lps[:3, 1], lps[:3, 0], lps[:3, 2]
+    grid[:3, 3] = lps[:3, :3] @ [0, 0, k] + lps[:3, 3]
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ grid
+
+
+@pytest.mark.parametrize("case", ["same_grid", "flipped_ras", "permuted", "half_voxel", "partly_outside"])
+def test_seg_frames_cut_from_the_label_equal_the_general_resample(case, monkeypatch):
+    from medssl.data.label_resample import resample_label
+    from medssl.inference.dicom_seg import frames_from_label
+
+    shape = (20, 16, 7)
+    lps = np.diag([0.8, 0.8, 2.5, 1.0])
+    lps[:3, 3] = (-5.0, 3.0, 40.0)
+    ras_of_series = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    label = np.random.default_rng(1).integers(0, 3, shape).astype(np.uint8)
+    label_affine = ras_of_series
+    if case == "flipped_ras":  # the label reoriented to RAS: two axes flipped
+        ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(ras_of_series),
+                                               nib.orientations.axcodes2ornt("RAS"))  # fmt: skip
+        label_affine = ras_of_series @ nib.orientations.inv_ornt_aff(ornt, shape)
+        label = nib.orientations.apply_orientation(label, ornt).astype(np.uint8)
+    elif case == "permuted":
+        label, label_affine = label.transpose(2, 0, 1).copy(), ras_of_series[:, [2, 0, 1, 3]]
+    elif case == "half_voxel":
+        label_affine = label_affine.copy()
+        label_affine[:3, 3] += label_affine[:3, 0] * 0.5
+    elif case == "partly_outside":
+        label, label_affine = label[2:], label_affine @ np.array([[1, 0, 0, 2], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    datasets = _slice_datasets(lps, shape)
+    frames = frames_from_label(label, label_affine, datasets)
+    expected = np.stack([resample_label(label, label_affine, (shape[1], shape[0], 1), _frame_grid(lps, k))[..., 0]
+                         for k in range(shape[2])])  # fmt: skip
+    assert frames.shape == (shape[2], shape[1], shape[0])
+    assert np.array_equal(frames, expected)
+    if case in ("same_grid", "flipped_ras", "permuted"):  # cut out, never resampled
+        import medssl.inference.dicom_seg as seg_module
+
+        monkeypatch.setattr(seg_module, "resample_label", lambda *a, **k: pytest.fail("resampled"))
+        assert np.array_equal(frames_from_label(label, label_affine, datasets), expected) and frames.any()
