@@ -207,7 +207,7 @@ class Predictor:
             if len(flips) > 1:
                 h = entropy(probs)
                 entropy_sum = h if entropy_sum is None else entropy_sum + h
-        mean = total[0] / len(flips)  # type: ignore[index]
+        mean = total[0] / len(flips) if len(flips) > 1 else total[0]  # type: ignore[index]
         if entropy_sum is None or mean.dim() < 4:
             return mean, None
         mutual_info = (entropy(mean[None]) - entropy_sum / len(flips))[0] / math.log(max(2, mean.shape[0]))
