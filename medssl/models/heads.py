@@ -40,7 +40,7 @@ class RotationHead(nn.Module):
 
 
 class _UpBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, factor: int, skip_channels: int | None) -> None:
+    def __init__(self, cin: int, cout: int, factor: int, skip_channels: int | None, refine: bool = True) -> None:
         super().__init__()
         self.up = nn.ConvTranspose3d(cin, cout, kernel_size=factor, stride=factor)
         self.skip = nn.Conv3d(skip_channels, cout, 1) if skip_channels else None
@@ -48,7 +48,7 @@ class _UpBlock(nn.Module):
             nn.Conv3d(cout, cout, 3, padding=1, bias=False),
             nn.InstanceNorm3d(cout, affine=True),
             nn.LeakyReLU(0.01, inplace=True),
-        )
+        ) if refine else nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: Tensor, skip: Tensor | None) -> Tensor:
         x = self.up(x)
@@ -60,9 +60,12 @@ class _UpBlock(nn.Module):
 class ReconstructionDecoder(nn.Module):
     """Light decoder: deepest feature -> full-resolution image (B, out_channels, X, Y, Z).
 
-    One transposed-conv stage per scale (widths halve from ``width``), optionally adding
-    1x1-projected encoder features as skips (``skips=True``; off by default so the encoder,
-    not the skips, has to carry the context)."""
+    One transposed-conv stage per scale (widths halve from ``width``), each refined by a 3x3
+    convolution except the last, at full resolution, which only upsamples before the 1x1
+    output (that convolution cost as much as all the others together, in a head pretraining
+    throws away; the reference's decoder has none at full resolution either). Optionally
+    adds 1x1-projected encoder features as skips (``skips=True``; off by default so the
+    encoder, not the skips, has to carry the context)."""
 
     def __init__(
         self,
@@ -81,7 +84,7 @@ class ReconstructionDecoder(nn.Module):
             factor = strides[lvl] // strides[lvl - 1]
             blocks.append(_UpBlock(cin, cout, factor, in_channels[lvl - 1] if skips else None))
             cin, cout = cout, max(cout // 2, 8)
-        blocks.append(_UpBlock(cin, cout, strides[0], None))
+        blocks.append(_UpBlock(cin, cout, strides[0], None, refine=False))
         self.blocks = nn.ModuleList(blocks)
         self.levels = levels + [None]
         self.out = nn.Conv3d(cout, out_channels, 1)
