@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from medssl.devices import resolve_device
+from medssl.devices import keep_freed_memory, resolve_device
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ def setup_distributed(device_pref: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_pref, local_rank)
+    if device.type == "cpu":
+        keep_freed_memory()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(rank, world, local_rank, device)
