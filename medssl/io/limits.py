@@ -6,7 +6,6 @@ implausible geometry a ``GeometryError`` instead of a silently wrong read."""
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -64,8 +63,10 @@ class ReadLimits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"ReadLimits.{f.name} must be a positive number, got {value!r}")
-            if f.type == "int" and not float(value).is_integer():
-                raise ValueError(f"ReadLimits.{f.name} must be a whole number, got {value!r}")
+            if f.type == "int":
+                if not float(value).is_integer():
+                    raise ValueError(f"ReadLimits.{f.name} must be a whole number, got {value!r}")
+                object.__setattr__(self, f.name, int(value))
         if self.max_ratio <= 1:
             raise ValueError(f"ReadLimits.max_ratio must be above 1, got {self.max_ratio!r}")
         if self.min_spacing_mm >= self.max_spacing_mm:

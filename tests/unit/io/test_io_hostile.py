@@ -395,3 +395,11 @@ def test_read_limits_from_the_environment_and_bounds_checked(monkeypatch):
     assert ReadLimits().max_bytes == 8 * 1024**3
     with pytest.raises(ValueError, match="min_spacing_mm"):
         ReadLimits(min_spacing_mm=5, max_spacing_mm=1)
+
+
+def test_read_limits_refuse_nonsense_and_keep_whole_numbers_whole():
+    assert ReadLimits(max_files=10.0).max_files == 10 and isinstance(ReadLimits(max_files=10.0).max_files, int)
+    for bad, match in [({"max_files": 0}, "positive"), ({"max_files": 1.5}, "whole"), ({"max_ratio": 1}, "above 1"),
+                       ({"skip_corrupt_slices": "yes"}, "true or false"), ({"max_bytes": "8G"}, "positive")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            ReadLimits(**bad)
