@@ -84,20 +84,33 @@ class FastDataset(Dataset):
         super().__delattr__(name)
 
 
-_VR_CACHE: dict[int, str | None] = {}
+_TAGS: dict[int, tuple[Tag, str, str | None]] = {}
 
 
-def _dict_vr(tag: int) -> str | None:
-    """The dictionary VR of a tag; None for private or unknown tags."""
-    try:
-        return _VR_CACHE[tag]
-    except KeyError:
+def _tag_info(tag: int) -> tuple[Tag, str, str | None]:
+    """(pydicom Tag, keyword or '', dictionary VR or None for private or unknown tags),
+    cached per tag."""
+    info = _TAGS.get(tag)
+    if info is None:
         try:
             vr: str | None = dictionary_VR(tag)
         except KeyError:
             vr = None
-        _VR_CACHE[tag] = vr
-        return vr
+        info = _TAGS[tag] = (Tag(tag), keyword_for_tag(tag), vr)
+    return info
+
+
+def _explicit_header(buf: bytes, pos: int, eof: bool) -> tuple[bytes, int, int]:
+    """An explicit VR element's (VR, value length, value offset) at ``pos`` (tag read by the
+    caller): a 2-byte length after most VRs, a 4-byte one after the long ones."""
+    vr_bytes = buf[pos + 4 : pos + 6]
+    if vr_bytes in _LONG_VRS:
+        if pos + 12 > len(buf):
+            raise _Leave if eof else _More
+        return vr_bytes, _unpack("<I", buf, pos + 8)[0], pos + 12
+    if vr_bytes in _SHORT_VRS:
+        return vr_bytes, _unpack("<H", buf, pos + 6)[0], pos + 8
+    raise _Leave  # not a VR: pydicom decides what the bytes are
 
 
 def _walk(buf: bytes, pos: int, end: int, implicit: bool, depth: int, top: dict | None,
@@ -121,23 +134,13 @@ def _walk(buf: bytes, pos: int, end: int, implicit: bool, depth: int, top: dict 
             vr_bytes = None
             (length,) = _unpack("<I", buf, pos + 4)
             pos += 8
-            is_sq = _dict_vr(tag) == "SQ"
+            is_sq = _tag_info(tag)[2] == "SQ"
         else:
-            vr_bytes = buf[pos + 4 : pos + 6]
-            if vr_bytes in _LONG_VRS:
-                if pos + 12 > len(buf):
-                    raise _Leave if eof else _More
-                (length,) = _unpack("<I", buf, pos + 8)
-                pos += 12
-            elif vr_bytes in _SHORT_VRS:
-                (length,) = _unpack("<H", buf, pos + 6)
-                pos += 8
-            else:
-                raise _Leave  # not a VR: pydicom decides what the bytes are
+            vr_bytes, length, pos = _explicit_header(buf, pos, eof)
             is_sq = vr_bytes == b"SQ"
         start = pos
         if length == _UNDEFINED:
-            if not is_sq and not (implicit and _dict_vr(tag) is None):
+            if not is_sq and not (implicit and _tag_info(tag)[2] is None):
                 raise _Leave  # encapsulated pixel data, an undefined-length UN
             pos = _sequence(buf, pos, None, implicit, depth + 1, eof)
         else:
@@ -229,17 +232,6 @@ def _decode(raw: bytes, vr: str) -> Any:
 _TEXT_VRS = frozenset({"AE", "AS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 
 
-_TAGS: dict[int, tuple[Tag, str, str | None]] = {}
-
-
-def _tag_info(tag: int) -> tuple[Tag, str, str | None]:
-    """(pydicom Tag, keyword or '', dictionary VR or None), cached per tag."""
-    info = _TAGS.get(tag)
-    if info is None:
-        info = _TAGS[tag] = (Tag(tag), keyword_for_tag(tag), _dict_vr(tag))
-    return info
-
-
 def _meta_elements(buf: bytes) -> tuple[FileMetaDataset, UID, int]:
     """The file meta group (explicit VR little endian, PS3.10), its transfer syntax and
     where the dataset starts."""
@@ -250,15 +242,7 @@ def _meta_elements(buf: bytes) -> tuple[FileMetaDataset, UID, int]:
     pos = 132
     while pos + 8 <= len(buf) and _unpack("<H", buf, pos)[0] == 0x0002:
         group, element = _unpack("<HH", buf, pos)
-        vr_bytes = buf[pos + 4 : pos + 6]
-        if vr_bytes in _LONG_VRS:
-            (length,) = _unpack("<I", buf, pos + 8)
-            pos += 12
-        elif vr_bytes in _SHORT_VRS:
-            (length,) = _unpack("<H", buf, pos + 6)
-            pos += 8
-        else:
-            raise _Leave
+        vr_bytes, length, pos = _explicit_header(buf, pos, True)
         tag, _, expected = _tag_info(group << 16 | element)
         vr = vr_bytes.decode("ascii")
         if length == _UNDEFINED or pos + length > len(buf) or vr != expected:
@@ -341,9 +325,7 @@ def fast_dataset(f: BinaryIO, size: int, decode: frozenset[str], *, headers_only
                 more = min(7 * len(buf), size + 1)  # headers only: eight times the prefix, at most all
                 want = len(buf) + more
                 buf += f.read(more)
-    except (_Leave, _More):
-        pass
-    except Exception:  # noqa: BLE001 - anything unforeseen: pydicom's read decides
+    except Exception:  # noqa: BLE001 - _Leave, a _More past the end, or anything unforeseen: pydicom decides
         pass
     f.seek(0)
     return None
