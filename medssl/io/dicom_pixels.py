@@ -6,6 +6,7 @@ error naming the syntax and what to install."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 import pydicom
@@ -43,12 +44,20 @@ def transfer_syntax(ds: Dataset, source: str) -> UID | None:
         return None
     if not isinstance(value, str):
         raise UnsupportedInputError("TransferSyntaxUID holds several values; fix the file meta", source=source)
-    syntax = UID(value)
-    if syntax not in AllTransferSyntaxes:
-        shown = f" '{syntax}'" if re.fullmatch(r"[0-9.]{1,64}", syntax) else ""  # never quote free text
+    syntax = _known_syntax(value)
+    if syntax is None:
+        uid = UID(value)
+        shown = f" '{uid}'" if re.fullmatch(r"[0-9.]{1,64}", uid) else ""  # never quote free text
         raise UnsupportedInputError(f"TransferSyntaxUID{shown} is not a known transfer syntax; re-export the "
                                     "file (e.g. gdcmconv --raw or dcmconv)", source=source)  # fmt: skip
     return syntax
+
+
+@lru_cache(maxsize=64)
+def _known_syntax(value: str) -> UID | None:
+    """The UID when it is a known transfer syntax: a slice's read asks several times."""
+    syntax = UID(value)
+    return syntax if syntax in AllTransferSyntaxes else None
 
 
 def check_decoder(ds: Dataset, source: str) -> None:
