@@ -219,6 +219,18 @@ def phantom_phase(seed: int) -> str:
     return PHASES[int(np.random.default_rng([seed, 1]).integers(len(PHASES)))]
 
 
+_OPTIONS = {"appearance": APPEARANCES, "anatomy": ANATOMIES, "lesions": tuple(LESION_RADII), "dose": DOSES}
+
+
+def check_options(error: type[Exception] = ValueError, **options: str) -> None:
+    """Each of ``appearance``, ``anatomy``, ``lesions``, ``dose`` given is one of its values,
+    else ``error`` naming the option and its choices."""
+    for name, value in options.items():
+        allowed = _OPTIONS[name]
+        if value not in allowed:
+            raise error(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 def make_phantom(
     seed: int,
     shape: tuple[int, int, int] | None = None,
@@ -238,14 +250,7 @@ def make_phantom(
     15 mm standard deviation, so organ shape, size and position vary as between patients).
     ``lesions``: "small" or "large" (``LESION_RADII``; the same count, places and contrast).
     ``dose``: "standard" or "low" (``DOSES``; the same subject under stronger, grainier noise)."""
-    if appearance not in APPEARANCES:
-        raise ValueError(f"appearance must be one of {', '.join(APPEARANCES)}, got {appearance!r}")
-    if anatomy not in ANATOMIES:
-        raise ValueError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
-    if lesions not in LESION_RADII:
-        raise ValueError(f"lesions must be one of {', '.join(LESION_RADII)}, got {lesions!r}")
-    if dose not in DOSES:
-        raise ValueError(f"dose must be one of {', '.join(DOSES)}, got {dose!r}")
+    check_options(appearance=appearance, anatomy=anatomy, lesions=lesions, dose=dose)
     rng = np.random.default_rng(seed)
     rng2 = np.random.default_rng([seed, 1])  # the multiphase draws; first draw = phantom_phase
     phase = PHASES[int(rng2.integers(len(PHASES)))]
@@ -284,12 +289,12 @@ def make_phantom(
              cyst_contrast, radii)
 
     image = ndimage.gaussian_filter(image, sigma=0.6, truncate=2.0)  # partial-volume blur
-    noise = rng.normal(0.0, rng.uniform(6.0, 22.0), size=shape).astype(np.float32)
-    if dose == "low":  # own draws, so the anatomy and the standard-dose image stay those of the seed
+    if dose == "low":  # own draws, so the anatomy stays that of the seed
         rng3 = np.random.default_rng([seed, 3])
         grain = ndimage.gaussian_filter(rng3.normal(0.0, 1.0, size=shape).astype(np.float32), sigma=0.7)
-        noise = grain * np.float32(rng3.uniform(*_LOW_DOSE_SD) / max(float(grain.std()), 1e-6))
-    image += noise
+        image += grain * np.float32(rng3.uniform(*_LOW_DOSE_SD) / max(float(grain.std()), 1e-6))
+    else:
+        image += rng.normal(0.0, rng.uniform(6.0, 22.0), size=shape).astype(np.float32)
     image = np.clip(np.rint(image), HU_MIN, HU_MAX).astype(np.float32)
     return image, label, affine
 

@@ -26,7 +26,7 @@ from pydicom.uid import (
 )
 
 from medssl.atomic import atomic_write_text
-from medssl.data.phantom import ANATOMIES, APPEARANCES, DOSES, LABELS, LESION_RADII, make_phantom, phantom_phase
+from medssl.data.phantom import LABELS, check_options, make_phantom, phantom_phase
 from medssl.errors import ConfigError
 from medssl.io import write_nifti
 
@@ -155,14 +155,7 @@ def synth_cohort(out: Path, n: int, *, fmt: str = "both", seed: int = 0,
     (multiphase entries also name their contrast phase)."""
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if appearance not in APPEARANCES:
-        raise ConfigError(f"appearance must be one of {', '.join(APPEARANCES)}, got {appearance!r}")
-    if anatomy not in ANATOMIES:
-        raise ConfigError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
-    if lesions not in LESION_RADII:
-        raise ConfigError(f"lesions must be one of {', '.join(LESION_RADII)}, got {lesions!r}")
-    if dose not in DOSES:
-        raise ConfigError(f"dose must be one of {', '.join(DOSES)}, got {dose!r}")
+    check_options(ConfigError, appearance=appearance, anatomy=anatomy, lesions=lesions, dose=dose)
     out = Path(out)
     (out / "nifti").mkdir(parents=True, exist_ok=True)
     if fmt in ("dicom", "both"):
