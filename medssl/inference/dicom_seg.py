@@ -43,12 +43,10 @@ logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name 
 
 def frames_from_label(label: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset]) -> np.ndarray:
     """(n_slices, rows, cols) uint8: the label map sampled at each source slice's pixels
-    (``medssl.data.label_resample``, with each slice's pixel grid as the target grid). A
-    slice whose pixels are voxels of the label's grid (the usual case: the mask is on the
-    scan's own grid) is cut out of the label directly, to the same values."""
+    (``medssl.data.label_resample``, with each slice's pixel grid as the target grid; on the
+    scan's own grid that is a cut, not an interpolation)."""
     label = np.asarray(label).astype(np.uint8, copy=False)
     frames = np.zeros((len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.uint8)
-    to_voxel = np.linalg.inv(np.asarray(affine, dtype=np.float64))
     for n, ds in enumerate(datasets):
         iop = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
         dr, dc = (float(v) for v in ds.PixelSpacing)
@@ -57,36 +55,8 @@ def frames_from_label(label: np.ndarray, affine: np.ndarray, datasets: Sequence[
         grid[:3, 2] = np.cross(iop[:3], iop[3:])
         grid[:3, 3] = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
         ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ grid
-        shape = (int(ds.Rows), int(ds.Columns))
-        cut = _voxel_slice(label, to_voxel @ ras, shape)
-        frames[n] = cut if cut is not None else resample_label(label, affine, shape + (1,), ras)[..., 0]
+        frames[n] = resample_label(label, affine, (int(ds.Rows), int(ds.Columns), 1), ras)[..., 0]
     return frames
-
-
-def _voxel_slice(label: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
-    """The frame as a view into ``label`` when ``m`` (frame (r, c, 0) -> label voxel) sends
-    rows and columns along label axes in whole steps and the frame lies inside the label;
-    None otherwise."""
-    rot, shift = m[:3, :3], m[:3, 3]
-    if not (np.allclose(np.abs(rot[:, :2]), np.round(np.abs(rot[:, :2])), atol=1e-4)
-            and np.allclose(shift, np.round(shift), atol=1e-4)):  # fmt: skip
-        return None
-    steps = np.round(rot[:, :2]).astype(int)
-    if sorted(np.abs(steps).sum(axis=0).tolist()) != [1, 1] or (np.abs(steps).sum(axis=1) > 1).any():
-        return None
-    start = np.round(shift).astype(int)
-    axes = [int(np.flatnonzero(steps[:, k])[0]) for k in range(2)]  # label axis of rows, of columns
-    index: list[Any] = list(start)
-    for k, axis in enumerate(axes):
-        step, first, last = int(steps[axis, k]), start[axis], start[axis] + int(steps[axis, k]) * (shape[k] - 1)
-        if min(first, last) < 0 or max(first, last) >= label.shape[axis]:
-            return None
-        index[axis] = slice(first, last + step if last + step >= 0 else None, step)
-    (plane,) = {0, 1, 2} - set(axes)
-    if not 0 <= start[plane] < label.shape[plane]:
-        return None
-    cut = label[tuple(index)]  # 2D, its axes in label order
-    return cut if axes[0] < axes[1] else cut.T
 
 
 def build_dicom_seg(

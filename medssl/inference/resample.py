@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from medssl.data.label_resample import whole_voxel_map
+
 
 def same_grid(affine_a: np.ndarray, shape_a: tuple[int, ...], affine_b: np.ndarray, shape_b: tuple[int, ...]) -> bool:
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=1e-4)
@@ -20,26 +22,10 @@ def axis_map(src_affine: np.ndarray, src_shape: tuple[int, ...], dst_affine: np.
     """When the ``dst`` grid holds exactly the ``src`` grid's voxel centres, only with its axes
     reordered or reversed: (perm, flipped) such that dst axis a is src axis ``perm[a]``,
     reversed for a in ``flipped``. Otherwise None (an interpolation is needed)."""
-    t = np.linalg.solve(np.asarray(src_affine, dtype=np.float64), np.asarray(dst_affine, dtype=np.float64))
-    rot, shift = t[:3, :3], t[:3, 3]  # src index = rot @ dst index + shift
-    if not np.allclose(np.abs(rot).sum(0), 1, atol=atol) or not np.allclose(np.abs(rot), np.abs(rot).round(), atol=atol):
+    voxel_map = whole_voxel_map(src_affine, src_shape, dst_affine, dst_shape, atol)
+    if voxel_map is None or any(dst_shape[a] != src_shape[p] for a, (p, _, _) in enumerate(voxel_map)):
         return None
-    perm = [int(np.argmax(np.abs(rot[:, a]))) for a in range(3)]
-    if sorted(perm) != [0, 1, 2]:
-        return None
-    flipped = []
-    for a, p in enumerate(perm):
-        n = src_shape[p]
-        if dst_shape[a] != n:
-            return None
-        sign = rot[p, a]
-        if sign > 0 and abs(shift[p]) < atol:
-            continue
-        if sign < 0 and abs(shift[p] - (n - 1)) < atol:
-            flipped.append(a)
-            continue
-        return None
-    return perm, flipped
+    return [p for p, _, _ in voxel_map], [a for a, (_, _, step) in enumerate(voxel_map) if step < 0]
 
 
 def resample_to_grid(
