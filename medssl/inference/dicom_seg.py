@@ -36,6 +36,7 @@ from medssl import __version__
 from medssl.atomic import atomic_write_bytes
 from medssl.data.label_resample import resample_label
 from medssl.data.labels import Code, LabelVocabulary
+from medssl.io.dicom_encode import to_bytes
 from medssl.io.phi import PHI_KEYWORDS
 
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name source UIDs
@@ -164,12 +165,20 @@ def _concept(code: Code):
 
 
 def _header(ds: Dataset) -> Dataset:
-    """``ds`` without its pixel data (elements shared, never modified)."""
+    """``ds`` without its pixel data (elements shared, never modified), with the type 2
+    patient / study attributes highdicom copies added empty where the source lacks them."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import DataElement
+
     out = Dataset()
     out.file_meta = getattr(ds, "file_meta", Dataset())
     for elem in ds:
         if elem.keyword != "PixelData":
             out[elem.tag] = elem
+    for keyword in _REQUIRED_EMPTY:
+        if keyword not in out:
+            tag = tag_for_keyword(keyword)
+            out[tag] = DataElement(tag, dictionary_VR(tag), "")
     return out
 
 
@@ -242,10 +251,7 @@ def _dcm_code(value: str, meaning: str) -> Dataset:
 
 def write_dicom_seg(path: str | Path, label: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset],
                     labels: dict[str, str], case_id: str = "", **kw: Any) -> Path:
-    """Build the SEG and write it atomically to ``path``."""
-    import io
-
+    """Build the SEG and write it atomically to ``path`` (the bytes pydicom's ``save_as``
+    writes, through ``medssl.io.dicom_encode``)."""
     seg = build_dicom_seg(label, affine, datasets, labels, case_id, **kw)
-    buf = io.BytesIO()
-    seg.save_as(buf, enforce_file_format=True)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, to_bytes(seg))
