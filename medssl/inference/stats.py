@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from medssl.io.scan import Scan
 
@@ -20,18 +19,23 @@ def _world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _centroids(label: np.ndarray, n_labels: int, counts: np.ndarray) -> np.ndarray:
-    """(n_labels, 3) voxel centroid of every label: per axis, a histogram of labels over each
-    plane (one pass over the volume per axis for all labels, where ``center_of_mass`` takes
-    three per label); NaN for absent labels."""
-    centres = np.empty((n_labels, 3))
+def _profiles(label: np.ndarray, n_labels: int) -> list[np.ndarray]:
+    """Per axis, (n_labels, size) voxel counts of every label in each plane: one bincount of
+    (label, plane) keys per axis. Bounding boxes and centroids both follow from them."""
+    out = []
     for axis, size in enumerate(label.shape):
-        lead = (slice(None),) * axis
-        hist = np.stack([np.bincount(label[lead + (j,)].ravel(), minlength=n_labels)[:n_labels]
-                         for j in range(size)])  # fmt: skip
-        with np.errstate(invalid="ignore", divide="ignore"):
-            centres[:, axis] = np.arange(size, dtype=np.float64) @ hist / counts
-    return centres
+        planes = np.arange(size, dtype=np.intp).reshape([-1 if a == axis else 1 for a in range(label.ndim)])
+        keys = np.multiply(label, size, dtype=np.intp)
+        keys += planes
+        keys = keys.ravel(order="K")
+        out.append(np.bincount(keys, minlength=n_labels * size)[: n_labels * size].reshape(n_labels, size))
+    return out
+
+
+def _flat_pair(label: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``label`` and ``weights`` flattened in the same order, without copying ``weights``."""
+    order = "F" if weights.flags.f_contiguous and not weights.flags.c_contiguous else "C"
+    return label.ravel(order=order).astype(np.intp), np.asarray(weights).ravel(order=order)
 
 
 def label_stats(
@@ -48,15 +52,17 @@ def label_stats(
         raise ValueError(f"label shape {label.shape} does not match scan shape {scan.shape}")
     affine = np.asarray(scan.affine, dtype=np.float64)
     n_labels = max([int(k) for k in labels] + [int(label.max(initial=0))]) + 1
-    flat = label.ravel().astype(np.int64)
+    # Each sum walks the label map in the memory order of the array it weighs: the scan's array
+    # is often Fortran-ordered, and reading it in C order costs more than the sums.
+    image = np.asarray(scan.array)
+    flat, values = _flat_pair(label, image)  # bincount wants intp keys: converted once
     counts = np.bincount(flat, minlength=n_labels)
-    image = np.asarray(scan.array, dtype=np.float64).ravel()
-    sums = np.bincount(flat, weights=image, minlength=n_labels)
-    squares = np.bincount(flat, weights=image * image, minlength=n_labels)
-    conf = np.bincount(flat, weights=confidence.ravel().astype(np.float64), minlength=n_labels) if confidence is not None else None
-    boxes = ndimage.find_objects(label.astype(np.int32), max_label=n_labels - 1)
+    values = values.astype(np.float64)
+    sums = np.bincount(flat, weights=values, minlength=n_labels)
+    squares = np.bincount(flat, weights=np.square(values, out=values), minlength=n_labels)
+    conf = np.bincount(*_flat_pair(label, confidence), minlength=n_labels) if confidence is not None else None
     vml = voxel_volume_ml(affine)
-    centres = _centroids(label, n_labels, counts)
+    profiles = _profiles(label, n_labels)
     out: dict[str, Any] = {}
     for index in range(1, n_labels):
         name = labels.get(str(index), f"label_{index}")
@@ -66,14 +72,15 @@ def label_stats(
             mean = sums[index] / n
             entry["mean_intensity"] = round(float(mean), 3)
             entry["std_intensity"] = round(float(np.sqrt(max(squares[index] / n - mean * mean, 0.0))), 3)
-            box = boxes[index - 1]
-            lo = np.array([s.start for s in box], dtype=float)
-            hi = np.array([s.stop - 1 for s in box], dtype=float)
+            occupied = [np.flatnonzero(p[index]) for p in profiles]
+            lo = np.array([o[0] for o in occupied], dtype=float)
+            hi = np.array([o[-1] for o in occupied], dtype=float)
+            centre = np.array([np.arange(p.shape[1]) @ p[index] / n for p in profiles])
             corners = np.array([[c[0], c[1], c[2]] for c in np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1).T])
             world = _world(affine, corners)
             entry["bbox_voxel"] = [lo.astype(int).tolist(), hi.astype(int).tolist()]
             entry["bbox_world_mm"] = [np.round(world.min(0), 2).tolist(), np.round(world.max(0), 2).tolist()]
-            entry["centroid_world_mm"] = np.round(_world(affine, centres[index]), 2).tolist()
+            entry["centroid_world_mm"] = np.round(_world(affine, centre), 2).tolist()
             if conf is not None:
                 entry["mean_confidence"] = round(float(conf[index] / n), 4)
         out[name] = entry

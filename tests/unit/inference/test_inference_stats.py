@@ -68,3 +68,33 @@ def test_bounding_boxes_voxel_and_world():
 def test_voxel_volume_uses_the_determinant_for_oblique_grids():
     affine = grid_affine((0.5, 0.7, 2.0), "RAS", rotate_deg=33.0)
     assert voxel_volume_ml(affine) == pytest.approx(0.5 * 0.7 * 2.0 / 1000.0)
+
+
+@pytest.mark.parametrize("image_order", ["C", "F"])
+def test_stats_equal_scipy_on_random_labels(image_order):
+    """Moments, boxes and centroids against scipy.ndimage on a random 5-label map, whatever
+    the memory order of the image (scans are often Fortran-ordered) and confidence."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    shape = (23, 17, 11)
+    label = (rng.random(shape) * 5).astype(np.uint8)
+    label[label == 3] = 0  # an absent label
+    image = np.asarray(rng.normal(40, 300, shape).astype(np.float32), order=image_order)
+    confidence = rng.random(shape).astype(np.float32)
+    affine = np.diag([0.7, 0.8, 2.5, 1.0])
+    affine[:3, 3] = [-10, 5, 20]
+    scan = Scan(image, affine, "CT", "random.nii.gz", "c")
+    names = {str(i): f"l{i}" for i in range(5)}
+    stats = label_stats(label, scan, names, confidence)["labels"]
+    assert stats["l3"]["voxels"] == 0 and "bbox_voxel" not in stats["l3"]
+    for i in (1, 2, 4):
+        entry, mask = stats[f"l{i}"], label == i
+        assert entry["voxels"] == mask.sum()
+        assert entry["mean_intensity"] == pytest.approx(float(image[mask].astype(np.float64).mean()), abs=1e-3)
+        assert entry["std_intensity"] == pytest.approx(float(image[mask].astype(np.float64).std()), abs=1e-3)
+        assert entry["mean_confidence"] == pytest.approx(float(confidence[mask].mean()), abs=1e-4)
+        box = ndimage.find_objects(mask.astype(np.int32))[0]
+        assert entry["bbox_voxel"] == [[s.start for s in box], [s.stop - 1 for s in box]]
+        centre = np.array(ndimage.center_of_mass(mask))
+        assert entry["centroid_world_mm"] == pytest.approx((affine[:3, :3] @ centre + affine[:3, 3]).tolist(), abs=0.01)
