@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from medssl.artifacts.model import ModelArtifact, load_model_artifact
 from medssl.data.preprocess import preprocess_scan
 from medssl.devices import resolve_device
 from medssl.errors import ConfigError
-from medssl.inference.resample import resample_to_grid
+from medssl.inference.resample import is_exact_regrid, resample_to_grid
 from medssl.inference.window import WindowConfig, WindowRunner, autocast
 from medssl.io.scan import Scan
 from medssl.models.encoders import use_fused_attention
@@ -159,12 +160,25 @@ class Predictor:
 
     def _segment(self, scan: Scan, x: Tensor, model_affine: np.ndarray, keep_probabilities: bool) -> Prediction:
         mean, mutual_info = self._flip_average(lambda inp: self.runner(inp), x)  # [K, X', Y', Z'], [X', Y', Z']
-        stack = mean if mutual_info is None else torch.cat([mean, mutual_info[None]])
-        stack = resample_to_grid(stack, model_affine, scan.affine, scan.shape, mode="bilinear")
         k = mean.shape[0]
-        probs = stack[:k]
-        probs[0] += (1.0 - probs.sum(0)).clamp_min(0)  # outside the model's field of view: background
-        confidence, label = probs.max(0)
+        to_scan = partial(resample_to_grid, src_affine=model_affine, dst_affine=scan.affine, dst_shape=scan.shape,
+                          mode="bilinear")  # fmt: skip
+        if is_exact_regrid(model_affine, tuple(mean.shape[1:]), scan.affine, scan.shape):
+            # The scan's voxels are the model's reoriented: reduce over classes first, then move
+            # two volumes instead of K (the same values: both steps are per voxel).
+            probs = mean
+            probs[0] += (1.0 - probs.sum(0)).clamp_min(0)
+            confidence, label = probs.max(0)
+            label, confidence = to_scan(torch.stack([label.to(probs.dtype), confidence]))
+            probs = to_scan(probs) if keep_probabilities else None
+            uncertainty = to_scan(mutual_info[None])[0] if mutual_info is not None else None
+        else:
+            stack = mean if mutual_info is None else torch.cat([mean, mutual_info[None]])
+            stack = to_scan(stack)
+            probs = stack[:k]
+            probs[0] += (1.0 - probs.sum(0)).clamp_min(0)  # outside the model's field of view: background
+            confidence, label = probs.max(0)
+            uncertainty = stack[k] if mutual_info is not None else None
         return Prediction(
             task=self.kind.name,
             labels=self.labels,
@@ -172,7 +186,7 @@ class Predictor:
             label=label.to(torch.uint8).cpu().numpy(),
             confidence=confidence.cpu().numpy(),
             probabilities=probs.cpu().numpy() if keep_probabilities else None,
-            uncertainty=stack[k].clamp(0, 1).cpu().numpy() if mutual_info is not None else None,
+            uncertainty=uncertainty.clamp(0, 1).cpu().numpy() if uncertainty is not None else None,
         )
 
     def _whole(self, x: Tensor) -> Tensor:

@@ -28,6 +28,14 @@ def axis_map(src_affine: np.ndarray, src_shape: tuple[int, ...], dst_affine: np.
     return [p for p, _, _ in voxel_map], [a for a, (_, _, step) in enumerate(voxel_map) if step < 0]
 
 
+def is_exact_regrid(src_affine: np.ndarray, src_shape: tuple[int, ...], dst_affine: np.ndarray,
+                    dst_shape: tuple[int, ...]) -> bool:
+    """Whether ``resample_to_grid`` between these grids only moves voxels (same grid, or axes
+    reordered / reversed), so that any per-voxel operation commutes with it."""
+    return same_grid(src_affine, src_shape, dst_affine, dst_shape) or axis_map(
+        src_affine, src_shape, dst_affine, dst_shape) is not None  # fmt: skip
+
+
 def resample_to_grid(
     data: Tensor,
     src_affine: np.ndarray,

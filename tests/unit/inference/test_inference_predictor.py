@@ -161,3 +161,30 @@ def test_fallback_plan_stitches_on_cpu_before_shrinking_batches():
     plan = [(b, d.type) for b, d in fallback_plan(4, torch.device("cuda"))]
     assert plan == [(4, "cuda"), (4, "cpu"), (2, "cpu"), (1, "cpu")]
     assert [(b, d.type) for b, d in fallback_plan(1, torch.device("cpu"))] == [(1, "cpu")]
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_reoriented_grid_reduces_before_moving_with_the_same_values(tmp_path, monkeypatch, tta):
+    """On a grid that is the model's reoriented (here LPS vs RAS, same spacing), class
+    reduction happens before the voxels move: label, confidence, probabilities and
+    uncertainty equal those of moving every class first (the general path)."""
+    import medssl.inference.predictor as predictor_module
+    import medssl.inference.resample
+    from medssl.artifacts.model import load_model_artifact
+
+    art = load_model_artifact(unet_artifact(tmp_path / "m.pt"))
+    art.preprocessing.spacing = None  # the model grid is the scan's, reoriented to RAS
+    scan = sphere_scan(grid_affine((2.0, 2.0, 2.0), "LPS", origin=(5.0, -3.0, 1.0)), (20, 18, 9), (0.0, 0.0, 8.0), 6.0)
+    predictor = Predictor(art, device="cpu", tta=tta)
+    exact = []
+    monkeypatch.setattr(predictor_module, "is_exact_regrid",
+                        lambda *a: exact.append(medssl.inference.resample.is_exact_regrid(*a)) or exact[-1])  # fmt: skip
+    fast = predictor.predict(scan, keep_probabilities=True)
+    assert exact == [True]
+    monkeypatch.setattr(predictor_module, "is_exact_regrid", lambda *a: False)
+    general = predictor.predict(scan, keep_probabilities=True)
+    assert np.array_equal(fast.label, general.label) and fast.label.shape == scan.shape
+    assert np.array_equal(fast.confidence, general.confidence)
+    assert np.array_equal(fast.probabilities, general.probabilities)
+    if tta:
+        assert np.array_equal(fast.uncertainty, general.uncertainty)
