@@ -234,7 +234,7 @@ def load_bundle_network(bundle: str | Path, device: str = "cpu", *, trusted: boo
     ``eval``, ``_target_`` imports and calls anything). Untrusted (the default), only a
     ``network_def`` naming a class that ``export_bundle`` writes, with plain JSON arguments, is
     built, without ConfigParser; anything else raises ``CheckpointError`` (code
-    ``untrusted_bundle``) and nothing of it runs. ``trusted=True`` (``--trust-bundle``) hands
+    ``untrusted_bundle``) and nothing of it runs. ``trusted=True`` hands
     the whole config to ConfigParser."""
     bundle = Path(bundle)
     config_path = bundle / "configs" / "inference.json"
@@ -263,13 +263,14 @@ def _build_untrusted(config_path: Path) -> torch.nn.Module:
     if not isinstance(spec, dict) or spec.get("_target_") not in _SAFE_TARGETS:
         target = spec.get("_target_") if isinstance(spec, dict) else spec
         raise CheckpointError(f"{name}: network_def {str(target)[:60]!r} is not a network medssl builds from an "
-                              "untrusted bundle; pass --trust-bundle (trusted=True) only for a bundle you trust",
+                              "untrusted bundle; call load_bundle_network(..., trusted=True) only for a bundle "
+                              "you trust",
                               code="untrusted_bundle")  # fmt: skip
     kwargs = {k: v for k, v in spec.items() if k != "_target_"}
     where = _expression_in(kwargs, "network_def")
     if where:
         raise CheckpointError(f"{name}: {where} holds a ConfigParser expression, reference or component; "
-                              "refused (pass --trust-bundle, trusted=True, only for a bundle you trust)",
+                              "refused (call load_bundle_network(..., trusted=True) only for a bundle you trust)",
                               code="untrusted_bundle")  # fmt: skip
     module, attr = _SAFE_TARGETS[spec["_target_"]]
     try:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medssl.errors import EXIT_USAGE, MedsslError
+from medssl.errors import EXIT_USAGE, ConfigError, MedsslError
 
 log = logging.getLogger("medssl")
 
@@ -149,7 +149,11 @@ def run_convert(args: argparse.Namespace) -> int:
     scan, _ = _read(args.src, series_uid=args.series, allow_resample=args.allow_resample)
     if args.canonical:
         scan = to_canonical(scan)
-    write_scan(scan, dst)
+    try:
+        write_scan(scan, dst)
+    except OSError as err:  # a folder in the way, read-only, disk full, ...
+        raise ConfigError(f"cannot write the output ({err.strerror or err.__class__.__name__}); choose a "
+                          "writable file path", source=str(dst), code="bad_output") from err  # fmt: skip
     log.info("wrote %s: %s voxels, %s mm, %s, %s", dst.name, "x".join(map(str, scan.shape)),
              "x".join(f"{s:.4g}" for s in scan.spacing), scan.orientation, scan.modality)  # fmt: skip
     print(dst)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +28,9 @@ import numpy as np
 from medssl.atomic import atomic_path
 from medssl.data.preprocess import PreprocessConfig, preprocess_scan
 from medssl.io import case_id_for, read_scan
+from medssl.io.limits import DEFAULT_LIMITS
 from medssl.io.path_privacy import mask_label, read_patient_tokens
+from medssl.io.sources import walk_tree
 
 CACHE_VERSION = 1
 _CHUNK = 1 << 20
@@ -47,13 +48,10 @@ def _folder_stats(folder: Path) -> list[tuple[str, int, int]]:
     """Sorted (relative name, size, mtime) of every file below ``folder``, as read_scan reads
     folders to any depth; hidden files left out."""
     stats = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    for here, _, filenames in walk_tree(folder, DEFAULT_LIMITS.max_depth):
         for name in filenames:
-            if not name.startswith("."):
-                st = os.stat(os.path.join(dirpath, name))
-                rel = os.path.relpath(os.path.join(dirpath, name), folder)
-                stats.append((rel.replace(os.sep, "/"), st.st_size, st.st_mtime_ns))
+            st = (here / name).stat()
+            stats.append(((here / name).relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
     return sorted(stats)
 
 

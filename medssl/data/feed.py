@@ -48,6 +48,7 @@ class PretrainDataConfig(StrictModel):
     foreground_prob: float = Field(0.9, ge=0, le=1)  # share of crops centred on a foreground voxel
     foreground_threshold: float = 0.05  # normalised intensity above which a voxel is foreground
     open_volumes: int = Field(128, ge=1)  # memory-mapped volumes each process keeps open (one file descriptor each)
+    pseudonymize: bool = False  # hash every path component in the cache index and logs, not only patient-named ones
 
     @field_validator("crop_size")
     @classmethod
@@ -93,8 +94,8 @@ def list_volumes(cfg: PretrainDataConfig) -> list[tuple[Path, str | None]]:
     return found
 
 
-def open_cache(cache_dir: Path) -> Any:
-    return VolumeCache(cache_dir)
+def open_cache(cache_dir: Path, pseudonymize: bool = False) -> Any:
+    return VolumeCache(cache_dir, pseudonymize=pseudonymize)
 
 
 class CropSampler:
@@ -126,7 +127,7 @@ class CropSampler:
             self._open.move_to_end(i)
             return self._open[i]
         if self._cache is None:
-            self._cache = open_cache(self.cache_dir)
+            self._cache = open_cache(self.cache_dir, self.cfg.pseudonymize)
         path, series = self.volumes[i]
         arr = self._cache.get(path, self.cfg.preprocessing, series)
         coarse = np.asarray(arr[0, ::FG_STRIDE, ::FG_STRIDE, ::FG_STRIDE])
@@ -144,7 +145,7 @@ class CropSampler:
             if base is not None and path.is_relative_to(base):
                 label = path.relative_to(base).as_posix()
                 break
-        return mask_label(label, read_patient_tokens(path))
+        return mask_label(label, read_patient_tokens(path), self.cfg.pseudonymize)
 
     def _fill(self, i: int) -> InputError | None:
         """Decode volume ``i`` into the cache (a no-op when it is there); its read error, if any."""
@@ -164,7 +165,7 @@ class CropSampler:
         are logged by relative path and error code and left out of the stream. Raises
         InputError when none of them can be read."""
         if self._cache is None:
-            self._cache = open_cache(self.cache_dir)
+            self._cache = open_cache(self.cache_dir, self.cfg.pseudonymize)
         threads = max(1, min(self.cfg.workers, len(self.volumes)))
         if threads > 1:
             from concurrent.futures import ThreadPoolExecutor

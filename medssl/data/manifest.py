@@ -312,14 +312,15 @@ def read_manifest(path: Path, *, check_salt: bool = True) -> list[dict[str, Any]
             if not isinstance(row, dict) or "path" not in row:
                 raise CorruptFileError(f"line {n} is not a manifest row", source=Path(path).name)
             rows.append(row)
-    _restore_private(rows, Path(path))
+    restore_private(rows, Path(path))
     if check_salt:
         _warn_other_salt(rows, Path(path).name)
     return rows
 
 
-def _restore_private(rows: list[dict[str, Any]], path: Path) -> None:
-    """Real paths back into the private rows (their masked form kept under ``masked``)."""
+def restore_private(rows: list[dict[str, Any]], path: Path) -> None:
+    """Real paths back into the private rows of the manifest at ``path`` (their masked form
+    kept under ``masked``), from ``NAME.private.json`` beside it."""
     if not any(r.get("private") for r in rows):
         return
     side = private_paths_file(path)

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import medssl.io as scan_io
-from medssl.data.manifest import row_path
+from medssl.data.manifest import restore_private, row_path
 from medssl.io.discovery import is_label, is_nifti
 from medssl.io.path_privacy import Redactor, mask_label, read_patient_tokens
-from medssl.io.sources import _is_ignored
+from medssl.io.limits import DEFAULT_LIMITS
+from medssl.io.sources import _is_ignored, walk_tree
 
 log = logging.getLogger("medssl.inference")
 
@@ -143,10 +144,8 @@ def _from_file(path: Path, base: Path) -> list[CaseInput]:
 
 def _from_folder(root: Path, base: Path) -> list[CaseInput]:
     cases: list[CaseInput] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        files = [here / f for f in sorted(filenames)]
+    for here, dirnames, filenames in walk_tree(root, DEFAULT_LIMITS.max_depth):
+        files = [here / f for f in filenames]
         for f in files:
             if is_label(f):  # label maps beside their images (MSD, phantoms)
                 cases.append(CaseInput(f, _label(f, base), base_case_id(f), "skipped",
@@ -197,31 +196,44 @@ def _dicom_cases(path: Path, source: str) -> list[CaseInput]:
 
 
 def _from_manifest(manifest: Path) -> list[CaseInput]:
-    """Rows of ``medssl data index``: path (relative to the indexed root), series hash, status."""
+    """Rows of ``medssl data index``: path (relative to the indexed root), series hash, status.
+    Rows whose paths hold patient data carry their masked paths; the real ones come from the
+    manifest's private file, and the masked ones stay the rows' labels."""
     cases: list[CaseInput] = []
+    rows: list[tuple[int, dict]] = []
     for n, line in enumerate(manifest.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            rel = str(row["path"])
+            str(row["path"])
         except (json.JSONDecodeError, KeyError, TypeError):
             cases.append(CaseInput(manifest, f"{manifest.name}:{n}", f"{manifest.stem}_{n}", "failed",
                                    reason="manifest line is not a JSON row with a path", code="bad_manifest",
                                    key=_key(manifest, f"line {n}")))  # fmt: skip
             continue
-        path = row_path(manifest, row)
-        series = row.get("series") or None
-        source = f"{rel}#series={series}" if series else rel
-        case = CaseInput(path, source, base_case_id(path), "nifti" if is_nifti(path) else "dicom", series)
-        if row.get("role", "image") != "image":
-            case = replace(case, kind="skipped", reason=f"{row.get('role')} in the manifest, not a scan", code="not_an_image")
-        elif row.get("status", "ok") != "ok":
-            case = replace(case, kind="failed", reason=str(row.get("reason") or "failed when indexed"), code=str(row.get("code") or "bad_input"))
-        elif not path.exists():
-            case = replace(case, kind="failed", reason="input not found", code="not_found")
-        cases.append(case)
+        rows.append((n, row))
+    restore_private([row for _, row in rows], manifest)
+    for _, row in rows:
+        cases.append(_manifest_case(manifest, row))
     return cases
+
+
+def _manifest_case(manifest: Path, row: dict) -> CaseInput:
+    rel = str(row.get("masked", {}).get("path", row["path"]))
+    path = row_path(manifest, row)
+    series = row.get("series") or None
+    source = f"{rel}#series={series}" if series else rel
+    case_id = base_case_id(Path(rel)) if "masked" in row else base_case_id(path)  # a private row stays masked
+    case = CaseInput(path, source, case_id, "nifti" if is_nifti(path) else "dicom", series)
+    if row.get("role", "image") != "image":
+        return replace(case, kind="skipped", reason=f"{row.get('role')} in the manifest, not a scan", code="not_an_image")
+    if row.get("status", "ok") != "ok":
+        return replace(case, kind="failed", reason=str(row.get("reason") or "failed when indexed"),
+                       code=str(row.get("code") or "bad_input"))  # fmt: skip
+    if not path.exists():
+        return replace(case, kind="failed", reason="input not found", code="not_found")
+    return case
 
 
 def _unique_ids(cases: list[CaseInput]) -> list[CaseInput]:
@@ -239,7 +251,8 @@ def _unique_ids(cases: list[CaseInput]) -> list[CaseInput]:
 def input_hash(case: CaseInput) -> str:
     """Content hash of everything the case reads (file, or folder tree), plus its series."""
     h = hashlib.sha256(f"series={case.series}".encode())
-    files = [case.path] if case.path.is_file() else sorted(p for p in case.path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = [case.path] if case.path.is_file() else sorted(
+        folder / name for folder, _, names in walk_tree(case.path, DEFAULT_LIMITS.max_depth) for name in names)  # fmt: skip
     for f in files:
         h.update(f.relative_to(case.path).as_posix().encode() if f != case.path else b".")
         with open(f, "rb") as fh:

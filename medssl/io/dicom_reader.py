@@ -41,9 +41,10 @@ def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits, membe
                    ) -> tuple[FolderScan, SeriesGroup]:  # fmt: skip
     members = dicom_members(path, limits) if members is None else members
     found = group_series(members, limits, with_pixels=with_pixels, decode=decode)
-    # Files that fail to read and may be slices: DICOM-like ones, and any named as DICOM (a
-    # damaged preamble reads as "not DICOM"); other stray files are skipped.
-    broken = [f for f in found.failed if f[1] != NotAScanError.code or f[0].lower().endswith(DICOM_SUFFIXES)]
+    # Files that fail to read and may be slices (DICOM-like ones, and "not DICOM" ones that look
+    # like their neighbours: a damaged preamble reads as "not DICOM"); other stray files are skipped.
+    sizes = {m.name: m.size for m in members}
+    broken = [f for f in found.failed if f[1] != NotAScanError.code or _slice_like(f[0], sizes, found.groups)]
     if broken and found.groups and not limits.skip_corrupt_slices:
         name, _, reason = broken[0]
         raise CorruptFileError(f"{len(broken)} file(s) here cannot be read (first: {name}: {reason}); a corrupt "
@@ -54,6 +55,22 @@ def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits, membe
         note(log, logging.WARNING, "%s: %d file(s) could not be read as DICOM and were skipped (first: %s: %s)",
              path.name, len(found.failed), found.failed[0][0], found.failed[0][2])  # fmt: skip
     return found, select_series(found, series_uid, path.name)
+
+
+def _slice_like(name: str, sizes: dict[str, int], groups: list[SeriesGroup]) -> bool:
+    """Whether a file that reads as not DICOM is more likely a damaged slice than a stray file:
+    named as DICOM, or named as the slices of PACS exports are (no extension, or a number: UIDs
+    and counters) in a folder holding a series' slices and at least half their usual size.
+    AUTORUN.INF, a viewer's DLLs, DICOMDIR or a 2 kB LOCKFILE are not."""
+    base = name.rpartition("/")[2]
+    if base.lower().endswith(DICOM_SUFFIXES):
+        return True
+    suffix = base.rpartition(".")[2] if "." in base else ""
+    if suffix and not suffix.isdigit():
+        return False
+    folder = name.rpartition("/")[0]
+    neighbours = [m.size for g in groups for m, _ in g.items if m.name.rpartition("/")[0] == folder]
+    return bool(neighbours) and sizes.get(name, 0) >= 0.5 * float(np.median(neighbours))
 
 
 def _sorted_series(group: SeriesGroup, limits: ReadLimits, where: str,

@@ -110,6 +110,8 @@ def load_header(path: Path, limits: ReadLimits) -> NiftiHeader:
         raise CorruptFileError("empty file (0 bytes)", source=name)
     raw, header_size = _raw_header(path)
     _check_raw_header(raw, header_size, name)
+    # nibabel reads the header extensions (everything before vox_offset) into memory on load
+    check_budget(int(raw["vox_offset"]), "the header and its extensions", name, limits)
     try:
         img = nib.load(str(path))
     except nib.filebasedimages.ImageFileError as err:
@@ -197,7 +199,7 @@ def read_nifti(path: Path, *, limits: ReadLimits, case_id: str) -> Scan:
     dtype = header.get_data_dtype()
     n = int(np.prod(head.shape, dtype=np.int64))
     slab = head.shape[0] * head.shape[1] * dtype.itemsize
-    check_budget(n * 4 + slab, f"reading {head.shape} voxels of {dtype} as float32", path.name, limits)
+    check_budget(n * 4 + slab + head.offset, f"reading {head.shape} voxels of {dtype} as float32", path.name, limits)
     data = _read_volume(path, head)
     if not all_finite(data):
         raise InputError("volume holds NaN or infinite values", source=path.name, code="non_finite")
@@ -259,12 +261,31 @@ def _checked_affine(img: nib.Nifti1Image, name: str, limits: ReadLimits) -> tupl
         affine = np.asarray(img.affine, dtype=np.float64)
     if not _usable(affine):
         raise GeometryError("affine is singular or not finite", source=name)
+    affine = _in_mm(affine, img.header, name, meta)
     for axis, spacing in enumerate(np.linalg.norm(affine[:3, :3], axis=0)):
         if not limits.min_spacing_mm <= spacing <= limits.max_spacing_mm:
             raise GeometryError(f"voxel spacing along axis {axis} is {spacing:.4g} mm, physically implausible "
                                 f"(bounds {limits.min_spacing_mm:g} to {limits.max_spacing_mm:g} mm, "
                                 "ReadLimits.min_spacing_mm / max_spacing_mm)", source=name)  # fmt: skip
     return affine, meta
+
+
+# xyzt_units' spatial code -> millimetres per unit (0, unknown, is taken as mm, as nibabel does)
+_MM_PER_UNIT = {1: 1000.0, 2: 1.0, 3: 0.001}
+
+
+def _in_mm(affine: np.ndarray, header, name: str, meta: dict[str, Any]) -> np.ndarray:
+    """The affine in millimetres: a file whose xyzt_units say metres or microns is scaled, as
+    ITK reads it (nibabel ignores the units, which would make a head 1,000 times too small)."""
+    code = int(header["xyzt_units"]) & 0x07
+    factor = _MM_PER_UNIT.get(code, 1.0)
+    if factor == 1.0:
+        return affine
+    meta["spatial_unit"] = {1: "meter", 3: "micron"}[code]
+    note(log, logging.INFO, "%s: spatial unit is %s; converted to mm", name, meta["spatial_unit"])
+    scaled = affine.copy()
+    scaled[:3] *= factor
+    return scaled
 
 
 def guess_modality(path: Path, data: np.ndarray) -> tuple[str, bool]:

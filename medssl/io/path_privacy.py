@@ -17,7 +17,6 @@ The tokens exist only in memory: they are never logged, stored or shown."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,7 +28,8 @@ from medssl.io.dicom_headers import quiet_pydicom
 from medssl.io.discovery import is_nifti
 from medssl.io.limits import ReadLimits
 from medssl.io.phi import uid_hash
-from medssl.io.sources import _is_ignored
+from medssl.errors import MedsslError
+from medssl.io.sources import _is_ignored, walk_tree
 
 PSEUDONYM_PREFIX = "case-"
 _WORD = re.compile(r"[^\W_]+")  # letters and digits, any script
@@ -147,27 +147,55 @@ def _tokens_of(source) -> frozenset[str]:
 
 
 def _candidate_headers(path: Path, limits: ReadLimits) -> Iterator:
-    """Up to ``_MAX_TRIED`` files that may be DICOM: paths on disk, or zip members' bytes."""
+    """Up to ``_MAX_TRIED`` files that may be DICOM: paths on disk, or zip members' bytes.
+    Files with the DICOM preamble come first, wherever they sit: a PACS CD puts AUTORUN.INF,
+    DICOMDIR and a viewer's DLLs beside the patient's image folder; files without it (raw
+    datasets) are tried after them."""
     if path.is_file():
         if path.name.lower().endswith(".zip"):
             yield from _zip_members(path, limits)
         elif not is_nifti(path.name):
             yield str(path)
         return
-    tried = walked = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            walked += 1
-            if walked > _MAX_WALKED or tried >= _MAX_TRIED:
-                return
-            full = os.path.join(dirpath, name)
-            if _is_ignored(name) or is_nifti(name) or not os.path.isfile(full):
-                continue
-            if os.path.getsize(full) > limits.max_file_bytes:
-                continue
+    tried, later = 0, []
+    for full in _files_below(path, limits):
+        if _has_preamble(full):
             tried += 1
-            yield full
+            yield str(full)
+            if tried >= _MAX_TRIED:
+                return
+        elif len(later) < _MAX_TRIED - tried:
+            later.append(full)
+    yield from (str(f) for f in later[: _MAX_TRIED - tried])
+
+
+def _files_below(path: Path, limits: ReadLimits) -> Iterator[Path]:
+    """At most ``_MAX_WALKED`` files under ``path`` that could be scans, never raising."""
+    walked = 0
+    try:
+        for folder, _, files in walk_tree(path, limits.max_depth, on_too_deep="stop"):
+            for name in files:
+                walked += 1
+                if walked > _MAX_WALKED:
+                    return
+                full = folder / name
+                if _is_ignored(name) or is_nifti(name):
+                    continue
+                try:
+                    if full.stat().st_size <= limits.max_file_bytes:
+                        yield full
+                except OSError:
+                    continue
+    except MedsslError:  # an unlistable folder: the read reports it
+        return
+
+
+def _has_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _zip_members(path: Path, limits: ReadLimits) -> Iterator:

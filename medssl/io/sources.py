@@ -12,6 +12,7 @@ import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from medssl.errors import CorruptFileError, LimitExceededError, NotAScanError, UnsupportedInputError
@@ -62,27 +63,58 @@ def _is_ignored(name: str) -> bool:
     return any(base.lower().endswith(s) for s in IGNORED_SUFFIXES) and not is_nifti(base)
 
 
+def walk_tree(root: Path, max_depth: int, *, on_too_deep: str = "raise") -> Iterator[tuple[Path, list[str], list[str]]]:
+    """``os.walk`` for untrusted trees: (folder, subfolder names, file names), top-down and
+    sorted, hidden entries left out; iterative (a tree 1,000 levels deep is no recursion
+    error), each real folder visited once (a link back up is not a loop), at most
+    ``max_depth`` levels below ``root``: deeper raises LimitExceededError, or with
+    ``on_too_deep="stop"`` is not walked. Removing names from the subfolder list in the loop
+    body prunes them, as with ``os.walk``."""
+    seen: set[tuple[int, int]] = set()
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            st = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            raise NotAScanError(f"cannot list a folder ({_os_reason(err)})", source=_rel(folder, root)) from err
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs, files = [], []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                continue  # a link that loops or dangles
+            (dirs if is_dir else files).append(entry.name)
+        yield folder, dirs, files
+        if dirs and depth + 1 > max_depth:
+            if on_too_deep == "stop":
+                continue
+            raise LimitExceededError(f"folders nested more than {max_depth} levels deep; point at the "
+                                     f"series folder or {raise_hint('max_depth')}", source=root.name)  # fmt: skip
+        stack.extend((folder / d, depth + 1) for d in reversed(dirs))
+
+
+def _os_reason(err: OSError) -> str:
+    return err.strerror or err.__class__.__name__
+
+
 def walk_folder(
     root: Path, limits: ReadLimits, *, include_nifti: bool = False, recursive: bool = True
 ) -> list[Member]:
     """Files under ``root`` (sorted, hidden files and obvious non-scans left out); only the
     folder's own files when ``recursive`` is False."""
     members: list[Member] = []
-    stack = [(root, 0)]  # an explicit stack: no recursion, however deep the tree
-    while stack:
-        folder, depth = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as err:
-            raise NotAScanError(f"cannot list a folder ({err.__class__.__name__})",
-                                source=_rel(folder, root)) from err  # fmt: skip
-        subdirs = []
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=True):
-                if recursive and not entry.name.startswith("."):
-                    subdirs.append(Path(entry.path))
-                continue
-            path = Path(entry.path)
+    for folder, dirs, files in walk_tree(root, limits.max_depth):
+        if not recursive:
+            dirs[:] = []
+        for name in files:
+            path = folder / name
             rel = _rel(path, root)
             if _is_ignored(rel) or (is_nifti(rel) and not include_nifti):
                 continue
@@ -90,14 +122,10 @@ def walk_folder(
                 raise LimitExceededError(f"folder holds more than {limits.max_files} files; point at one series "
                                          f"folder or {raise_hint('max_files')}", source=root.name)  # fmt: skip
             try:
-                size = entry.stat().st_size
+                size = path.stat().st_size
             except OSError:
                 continue  # vanished or a dangling link
             members.append(Member(name=rel, size=size, path=path))
-        if subdirs and depth + 1 > limits.max_depth:
-            raise LimitExceededError(f"folders nested more than {limits.max_depth} levels deep; point at the "
-                                     f"series folder or {raise_hint('max_depth')}", source=root.name)  # fmt: skip
-        stack.extend((d, depth + 1) for d in reversed(subdirs))
     members.sort(key=lambda m: m.name)
     return members
 

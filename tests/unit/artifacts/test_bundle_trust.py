@@ -58,7 +58,7 @@ def test_expressions_in_untrusted_bundle_are_refused_and_never_run(bundle, tmp_p
     with pytest.raises(CheckpointError) as info:
         load_bundle_network(out)
     assert info.value.code == "untrusted_bundle" and info.value.exit_status == 5
-    assert "inference.json" in str(info.value) and "--trust-bundle" in str(info.value)
+    assert "inference.json" in str(info.value) and "trusted=True" in str(info.value)
     assert not marker.exists()
 
 
