@@ -18,12 +18,12 @@ import nibabel as nib
 import numpy as np
 
 from medssl.errors import LimitExceededError, UnsupportedInputError
+from medssl.io.path_privacy import holds_patient_data, mask_component, mask_label, patient_tokens
 from medssl.io.scan import Scan
 
 DEFAULT_MAX_UPLOAD_MB = 512
 UNPACK_FACTOR = 8  # a zipped upload may unpack to this many times the upload cap
 UPLOAD_SUFFIXES = (".nii.gz", ".nii", ".zip")
-IDENTITY_FIELDS = ("PatientName", "PatientID", "OtherPatientNames", "OtherPatientIDs", "PatientBirthName", "AccessionNumber")
 
 
 def max_upload_bytes() -> int:
@@ -57,50 +57,49 @@ class Loaded:
     phi: dict[str, Any] = field(default_factory=dict, repr=False)
     tags: dict[bool, list[Any]] = field(default_factory=dict, repr=False)  # reveal -> rows
     overlay: Overlay | None = None
-    case_id: str = ""
+    case_id: str = ""  # PHI-free: a name holding the patient's tokens becomes case-<hash>
     upload: tuple[str, bytes] | None = field(default=None, repr=False)  # (suffix, bytes) of an upload
     series_uid: str | None = None  # the series read, when a DICOM input holds several
     name: str = ""  # what the user opened: data-folder entry, case id or upload file name
+    raw_case_id: str = field(default="", repr=False)  # the id before masking: shown only on reveal
+    tokens: frozenset[str] = field(default_factory=frozenset, repr=False)  # patient tokens names are checked against
 
     @property
     def is_dicom(self) -> bool:
         return bool(self.scan.series) or str(self.scan.meta.get("format", "")).startswith("dicom")
 
 
-def phi_tokens(phi: dict[str, Any]) -> set[str]:
-    """Lower-case words (3+ characters) of the patient fields, e.g. {"sentinel", "phi",
-    "donotleak", "sentinel-0001"}: a name or path holding one of them is patient data."""
-    import re
+def mask_names(loaded: "Loaded", tokens: frozenset[str] = frozenset()) -> None:
+    """Add ``tokens`` to the patient tokens the scan's names are checked against (its own are
+    set on reading) and, when the name it was read from holds one, replace its case id and
+    source by the pseudonym ``case-<hash>`` (``medssl.io.case_id_for``, as ``medssl predict``
+    names the case), so exports and the page never carry it. The real id stays in
+    ``raw_case_id``, shown only on reveal."""
+    from medssl.io import case_id_for
 
-    words: set[str] = set()
-    for key, value in phi.items():
-        if key not in IDENTITY_FIELDS:
-            continue
-        text = str(value or "").lower()
-        # words with a letter from 3 characters, numbers (IDs) from 5: "000" is no one's name
-        words |= {w for w in re.split(r"[\s^_/\\.,;:]+", text)
-                  if (len(w) >= 3 and re.search(r"[a-z]", w)) or (len(w) >= 5 and w.isdigit())}
-    return words
-
-
-def holds_phi(text: str, tokens: set[str]) -> bool:
-    lower = text.lower()
-    return any(t in lower for t in tokens)
+    loaded.tokens = loaded.tokens | tokens
+    source = loaded.scan.source
+    if not holds_patient_data(source, loaded.tokens):
+        return
+    loaded.case_id = case_id_for(source, patient=loaded.tokens)  # its pseudonym
+    for scan in (loaded.scan, loaded.view):
+        scan.case_id = scan.source = loaded.case_id
 
 
 def shown_name(loaded: "Loaded", reveal: bool, for_file: bool = False) -> str:
     """The open scan's name for the page (or, ``for_file``, for a download's file name): its
-    own name, unless that holds a patient name or ID and reveal is off."""
-    tokens = phi_tokens(loaded.phi)
-    case = loaded.case_id if loaded.case_id and not holds_phi(loaded.case_id, tokens) else "scan"
+    own name, with every path component that holds the patient's name or ID shown as its
+    pseudonym ``case-<hash>`` (``medssl.io.path_privacy``) unless reveal is on. A file name
+    is always the PHI-free case id."""
     if for_file:
-        return case
-    name = loaded.name or loaded.case_id or "scan"
-    if reveal or not holds_phi(name, tokens):
-        return name
-    from medssl.io import uid_hash
+        return mask_component(loaded.case_id or "scan", loaded.tokens)
+    name = loaded.name or loaded.raw_case_id or loaded.case_id or "scan"
+    return name if reveal else mask_label(name, loaded.tokens)
 
-    return f"case {uid_hash(name)} (name hidden: it holds patient data)"  # salted hash: tells cases apart
+
+def shown_case(loaded: "Loaded", reveal: bool) -> str:
+    """The case id for the page: the real one only on reveal."""
+    return (loaded.raw_case_id or loaded.case_id) if reveal else loaded.case_id
 
 
 def canonical(scan: Scan) -> Scan:
@@ -152,7 +151,8 @@ def open_path(path: Path, origin: str, limits: Any = None, series_uid: str | Non
     scan = read_scan(path, reveal_phi=True, limits=limits, series_uid=series_uid)
     phi, scan.phi = dict(scan.phi), {}
     loaded = Loaded(scan=scan, view=_view(scan), origin=origin, path=path, phi=phi, case_id=scan.case_id,
-                    series_uid=series_uid)  # fmt: skip
+                    series_uid=series_uid, raw_case_id=scan.case_id)  # fmt: skip
+    mask_names(loaded, patient_tokens(phi))
     if loaded.is_dicom:
         loaded.tags = _tags(path, limits, series_uid)
     return loaded
@@ -193,8 +193,9 @@ def _check_size(total: int, what: str) -> None:
 
 
 def _as_upload(loaded: Loaded, shown: str) -> None:
-    """An upload's ids are "upload" (its file name, perhaps a patient's, stays on the page)."""
-    loaded.case_id, loaded.name = "upload", shown
+    """An upload's ids are "upload"; its file name is shown (masked when it holds the
+    patient's name or ID, see ``shown_name``)."""
+    loaded.case_id, loaded.raw_case_id, loaded.name = "upload", "upload", shown
     for scan in (loaded.scan, loaded.view):
         scan.case_id, scan.source = "upload", "upload"
 

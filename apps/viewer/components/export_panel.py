@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import export
-from ..loaded import Loaded
+from ..loaded import Loaded, shown_name
 from .results_panel import stats_rows
 
 
@@ -16,7 +16,7 @@ def exports(loaded: Loaded) -> None:
     if overlay is None:
         st.caption("Exports of the label map and statistics appear once there is a result.")
         return
-    case = loaded.case_id or "scan"
+    case = shown_name(loaded, False, for_file=True)  # the PHI-free case id, whatever is revealed
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Label map (NIfTI)", data=lambda: export.label_nifti(loaded),
                        file_name=f"{case}_label.nii.gz", mime="application/gzip", key="dl_nifti", on_click="ignore")

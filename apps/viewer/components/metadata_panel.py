@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from ..loaded import Loaded
+from ..loaded import Loaded, shown_case
 
 MASK = "•••• (hidden)"
 
@@ -20,7 +20,7 @@ def metadata(loaded: Loaded) -> None:
     st.toggle("Reveal patient data", key="reveal_phi", help="Patient fields are hidden unless you ask.")
     reveal = bool(st.session_state.get("reveal_phi"))
     info = [
-        {"field": "Case", "value": loaded.case_id},
+        {"field": "Case", "value": shown_case(loaded, reveal)},
         {"field": "Modality", "value": scan.modality},
         {"field": "Shape (voxels)", "value": " x ".join(str(s) for s in scan.shape)},
         {"field": "Spacing (mm)", "value": " x ".join(f"{s:.3g}" for s in scan.spacing)},

@@ -9,8 +9,11 @@ from pathlib import Path
 import streamlit as st
 
 from medssl.errors import MedsslError, UnsupportedInputError
+from medssl.io.path_privacy import mask_component, mask_text
+from medssl.io.phi import uid_hash
 
-from ..loaded import Loaded, open_path, open_uploads, upload_label_overlay
+from .. import privacy
+from ..loaded import Loaded, mask_names, open_path, open_uploads, upload_label_overlay
 from ..results import batch_overlay, label_overlay
 from ..settings import Settings
 from ..sources import escapes, list_data_dir, read_worklist
@@ -19,8 +22,10 @@ from .state import reset_for, reset_for_result
 log = logging.getLogger("medssl.viewer")
 
 
-def _load(key: str, reader: Callable[[], Loaded]) -> Loaded | None:
-    """Read once per session and selection; a failure becomes a message, never a traceback."""
+def _load(key: str, reader: Callable[[], Loaded], tokens: frozenset[str] = frozenset()) -> Loaded | None:
+    """Read once per session and selection; a failure becomes a message, never a traceback,
+    with names holding patient ``tokens`` masked (it stays in the session's state)."""
+    key = "scan-" + uid_hash(key)  # widget keys made from it reach the browser: a path never does
     if st.session_state.get("loaded_key") == key:
         return st.session_state.get("loaded")
     st.session_state.pop("loaded", None)  # never show the previous scan under the next one's name
@@ -30,7 +35,7 @@ def _load(key: str, reader: Callable[[], Loaded]) -> Loaded | None:
     except MedsslError as err:
         st.session_state.pop("loaded", None)
         st.session_state["loaded_key"] = key
-        st.session_state["load_error"] = f"Cannot open this scan [{err.code}]: {err}"
+        st.session_state["load_error"] = mask_text(f"Cannot open this scan [{err.code}]: {err}", tokens)
         return None
     except Exception as err:  # noqa: BLE001 - details stay in the server log, not the page
         log.warning("viewer: unexpected %s while opening a scan", err.__class__.__name__)
@@ -51,22 +56,27 @@ def _from_data_dir(data_dir: Path) -> Loaded | None:
         st.sidebar.info("No NIfTI files or DICOM folders found in the data folder.")
         return st.session_state.get("loaded")
     by_label = {e.label: e for e in entries}
-    choice = st.sidebar.selectbox("Scan", list(by_label), index=None, placeholder="Pick a scan", key="pick_data")
+    tokens = privacy.union(e.path for e in entries)
+    shown = privacy.entry_labels(entries, tokens)
+    # The options are the real labels (kept on the server), the browser gets only the shown
+    # ones; a shown label passed back as a value is shown as it is.
+    choice = st.sidebar.selectbox("Scan", list(by_label), index=None, placeholder="Pick a scan", key="pick_data",
+                                  format_func=lambda label: shown.get(label, label))  # fmt: skip
     if choice is None:
         return st.session_state.get("loaded")
     entry = by_label[choice]
 
     def read() -> Loaded:
         if escapes(data_dir, entry.path):
-            raise UnsupportedInputError(f"{entry.label}: a symbolic link in it leads out of the data folder",
-                                        source=entry.label)  # fmt: skip
+            raise UnsupportedInputError("a symbolic link in it leads out of the data folder", source=shown[entry.label])
         loaded = open_path(entry.path, origin="data")
+        mask_names(loaded, tokens)
         loaded.name = entry.label
         if entry.label_path is not None:
             loaded.overlay = label_overlay(loaded, entry.label_path)
         return loaded
 
-    return _load(f"data:{entry.path}", read)
+    return _load(f"data:{entry.path}", read, tokens)
 
 
 def _from_results(settings: Settings) -> Loaded | None:
@@ -75,27 +85,29 @@ def _from_results(settings: Settings) -> Loaded | None:
     if not cases:
         st.sidebar.info("No results.csv in the results folder.")
         return st.session_state.get("loaded")
-    st.sidebar.dataframe(
-        [{k: c.row.get(k, "") for k in ("case_id", "status", "code", "reason")} for c in cases],
-        hide_index=True,
-        key="worklist_table",
-    )
+    tokens = privacy.union(c.source for c in cases)
+    st.sidebar.dataframe(privacy.worklist_rows(cases, tokens), hide_index=True, key="worklist_table")
     by_id = {f"{c.case_id} [{c.status}]": c for c in cases}
-    choice = st.sidebar.selectbox("Case", list(by_id), index=None, placeholder="Pick a case", key="pick_case")
+    shown = {key: f"{privacy.case_label(c, tokens)} [{c.status}]" for key, c in by_id.items()}
+    choice = st.sidebar.selectbox("Case", list(by_id), index=None, placeholder="Pick a case", key="pick_case",
+                                  format_func=lambda key: shown.get(key, key))  # fmt: skip
     if choice is None:
         return st.session_state.get("loaded")
     case = by_id[choice]
     if case.source is None:
-        st.sidebar.warning(f"The input scan of case {case.case_id} is not found (source column of results.csv).")
+        st.sidebar.warning(f"The input scan of case {privacy.case_label(case, tokens)} is not found "
+                           "(source column of results.csv).")  # fmt: skip
         return st.session_state.get("loaded")
 
     def read() -> Loaded:
         loaded = open_path(case.source, origin="results", series_uid=case.series)  # type: ignore[arg-type]
-        loaded.case_id = loaded.name = case.case_id
+        mask_names(loaded, tokens)
+        loaded.raw_case_id = loaded.name = case.case_id
+        loaded.case_id = mask_component(case.case_id, loaded.tokens)  # for exports, if the run did not mask it
         loaded.overlay = batch_overlay(loaded, case)
         return loaded
 
-    return _load(f"case:{settings.results_dir}:{case.case_id}", read)
+    return _load(f"case:{settings.results_dir}:{case.case_id}", read, tokens)
 
 
 UPLOAD_TYPES = ["nii", "gz", "zip", "dcm", "dicom", "ima"]  # Streamlit matches extensions, not MIME types
@@ -152,5 +164,5 @@ def _label_upload(loaded: Loaded) -> None:
         st.session_state["overlay_on"] = True
         reset_for_result(loaded)
     except MedsslError as err:
-        st.sidebar.error(f"Cannot show this label map [{err.code}]: {err}")
+        st.sidebar.error(mask_text(f"Cannot show this label map [{err.code}]: {err}", loaded.tokens))
 

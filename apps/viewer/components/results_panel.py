@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from medssl.errors import MedsslError
+from medssl.io.path_privacy import mask_text
 
 from ..loaded import Loaded
 from ..results import label_table, model_key, model_overlay
@@ -37,7 +38,7 @@ def _run_model(loaded: Loaded, path: Path) -> None:
         st.session_state["overlay_on_next"] = True  # the views above are drawn: redraw them with it
         st.session_state.pop("model_error", None)
     except MedsslError as err:
-        st.session_state["model_error"] = f"The model could not run [{err.code}]: {err}"
+        st.session_state["model_error"] = mask_text(f"The model could not run [{err.code}]: {err}", loaded.tokens)
     except Exception as err:  # noqa: BLE001 - details stay in the server log
         log.warning("viewer: model run failed with %s", err.__class__.__name__)
         st.session_state["model_error"] = "The model could not run: unexpected error (see the server log)."
