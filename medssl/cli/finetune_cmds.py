@@ -24,8 +24,9 @@ def register(sub) -> None:
                    "SwinUNETR SSL release file, or a state dict")
     p.add_argument("--export-bundle", type=Path, default=None, metavar="DIR", help="also write a MONAI bundle")
     p.add_argument("--restart", action="store_true",
-                   help="set unreadable checkpoints / best.pt aside (checkpoints/unreadable/) and go on, from step "
-                   "0 when no checkpoint is readable (default: fail with exit 5 naming the files)")
+                   help="set unreadable checkpoints / best.pt, or ones that do not fit the configured model, aside "
+                   "(checkpoints/unreadable/) and go on, from step 0 when no checkpoint is left (default: fail "
+                   "with exit 5 naming the files)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. data.root=D")
     p.set_defaults(func=run_finetune_cmd)
 
@@ -91,7 +92,7 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
         if args.restart:
             set_aside_unreadable(args.out, extra=("best.pt", "val.jsonl"))
             set_aside_unreadable_best(args.out)
-        res = run_finetune(cfg, args.out, pretrained=args.pretrained)
+        res = run_finetune(cfg, args.out, pretrained=args.pretrained, restart=args.restart)
     line = f"{args.out}/model.pt: best validation {res.metric_name} {res.best_metric:.4f} at step {res.best_step}"
     if res.test:
         line += f"; test {res.metric_name} {_headline(res.test['summary'], res.metric_name)}"

@@ -24,8 +24,9 @@ def register(sub) -> None:
     p.add_argument("--config", required=True, type=Path, help="YAML config (see configs/pretrain/)")
     p.add_argument("--out", required=True, type=Path, help="run folder (created; resumed when it holds checkpoints)")
     p.add_argument("--restart", action="store_true",
-                   help="when no checkpoint in --out can be read, set them aside (checkpoints/unreadable/) and "
-                   "train from step 0 (default: fail with exit 5 naming the files)")
+                   help="when no checkpoint in --out can be read, or the newest does not fit the configured model, "
+                   "set them aside (checkpoints/unreadable/) and train from step 0 (default: fail with exit 5 "
+                   "naming the files)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.max_steps=40")
     p.set_defaults(func=run_pretrain_cmd)
 
@@ -53,7 +54,7 @@ def run_pretrain_cmd(args: argparse.Namespace) -> int:
     with run_folder_writes(args.out):
         if args.restart:
             set_aside_unreadable(args.out)
-        state = run_pretrain(cfg, args.out)
+        state = run_pretrain(cfg, args.out, restart=args.restart)
     if int(os.environ.get("RANK", "0")) == 0:
         log.info("run folder: %s (step %d)", args.out, state.step)
     return EXIT_OK

@@ -4,8 +4,11 @@ plain data, so a checkpoint loads with ``weights_only=True`` and a re-run resume
 Readability decides what is kept: pruning never deletes a readable checkpoint while keeping
 unreadable ones, and a run folder whose checkpoints are all unreadable is a
 ``CheckpointError`` naming them, not a silent restart from step 0 (``set_aside_unreadable``,
-``--restart``, moves them away first). A write that fails (disk full, read-only folder) is a
-``CheckpointError`` with the path and the OS message; the older checkpoints stay."""
+``--restart``, moves them away first). A checkpoint that loads but lacks an entry the trainer
+restores, or holds the wrong type, counts as unreadable (``checkpoint_checks.malformed``).
+A write that fails (disk full, read-only folder) is a ``CheckpointError`` with the path and
+the OS message, also when torch.save wraps the ``OSError`` in a ``RuntimeError``; the older
+checkpoints stay."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import torch
 
 from medssl.atomic import atomic_path
 from medssl.errors import CheckpointError
+from medssl.training.checkpoint_checks import is_state_dict, malformed
 
 FORMAT = "medssl.checkpoint"
 FORMAT_VERSION = 1
@@ -104,15 +108,29 @@ def _is_under(path: Path, folder: Path) -> bool:
     return True
 
 
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The first ``OSError`` in ``err``'s chain (``__cause__``, else ``__context__``)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def save_torch_file(obj: Any, path: Path) -> Path:
-    """``torch.save`` through an open file (so a full disk surfaces as ``OSError`` with its
-    errno, not torch's ``RuntimeError``), atomically; a failure is a ``CheckpointError``."""
+    """``torch.save`` through an open file, atomically; a failure is a ``CheckpointError``.
+    torch's zip writer turns a failed ``write`` (disk full) into a ``RuntimeError`` whose
+    context is the ``OSError``: its errno and message are reported."""
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             torch.save(obj, fh)
     except OSError as err:
         raise write_error(err, path) from err
-    except RuntimeError as err:  # torch's writer failed without an OSError behind it
+    except RuntimeError as err:
+        if (os_err := _os_error(err)) is not None:
+            raise write_error(os_err, path) from err
         raise CheckpointError(f"cannot write {path}: {err.__class__.__name__} from torch.save; check the free "
                               "space and permissions of the run folder", code="write_failed") from err  # fmt: skip
     return path
@@ -180,6 +198,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path.name}: not a medssl training checkpoint")
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"{path.name}: checkpoint format {data['format_version']} is newer than this medssl")
+    if (problem := malformed(data)) is not None:
+        _remember(path, False)
+        raise CheckpointError(f"{path.name}: malformed checkpoint ({problem})")
     _remember(path, True)
     return data
 
@@ -192,30 +213,40 @@ def read_best(path: Path) -> dict[str, Any]:
     except Exception as err:
         raise CheckpointError(f"{path}: cannot be read as a best-weights file ({err.__class__.__name__}); pass "
                               "--restart to set it aside", code="bad_checkpoint") from err  # fmt: skip
-    if not (isinstance(data, dict) and isinstance(data.get("state_dict"), dict)
+    if not (isinstance(data, dict) and is_state_dict(data.get("state_dict"))
             and isinstance(data.get("metric"), (int, float)) and isinstance(data.get("step"), int)):  # fmt: skip
         raise CheckpointError(f"{path}: not a medssl best-weights file (metric, step, state_dict); pass --restart "
                               "to set it aside", code="bad_checkpoint")  # fmt: skip
     return data
 
 
-def load_latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint in ``run_dir`` (an unreadable newer one is skipped
-    with a warning), or None when there is none. Checkpoints that are all unreadable raise
-    ``CheckpointError`` naming them: resuming is impossible and starting over would
-    overwrite the run's history (``set_aside_unreadable`` first, as ``--restart`` does)."""
+def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable checkpoint in ``run_dir`` and its path (newer unreadable ones are
+    skipped with one warning), or None when there is none. Checkpoints that are all
+    unreadable raise ``CheckpointError`` naming each and why, in its one line: resuming is
+    impossible and starting over would overwrite the run's history (``set_aside_unreadable``
+    first, as ``--restart`` does)."""
     failures = []
     for path in checkpoint_paths(run_dir):
         try:
-            return read_checkpoint(path)
+            data = read_checkpoint(path)
         except CheckpointError as err:
-            log.warning("skipping checkpoint %s", err)
             failures.append(err.reason)
+            continue
+        if failures:
+            log.warning("skipping unreadable checkpoints (%s); resuming from %s", "; ".join(failures), path.name)
+        return path, data
     if failures:
         raise CheckpointError(f"no readable checkpoint in {Path(run_dir) / 'checkpoints'}: {'; '.join(failures)}; "
                               "pass --restart (pretrain, finetune) to set them aside and train from step 0",
                               code="no_readable_checkpoint")  # fmt: skip
     return None
+
+
+def load_latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """``latest_checkpoint`` without the path."""
+    found = latest_checkpoint(run_dir)
+    return found[1] if found is not None else None
 
 
 def set_aside_unreadable(run_dir: Path, extra: tuple[str, ...] = ()) -> list[Path]:
@@ -227,11 +258,17 @@ def set_aside_unreadable(run_dir: Path, extra: tuple[str, ...] = ()) -> list[Pat
     paths = checkpoint_paths(run_dir)
     if not paths or any(is_readable(p) for p in paths):
         return []
-    files = [*paths, *(run_dir / name for name in ("metrics.jsonl", *extra))]
-    moved = [t for t in (_set_aside(run_dir, p) for p in files) if t]
+    moved = set_aside_run(run_dir, extra)
     log.warning("--restart: no readable checkpoint; set aside %s in %s, training from step 0",
                 ", ".join(p.name for p in moved), run_dir / "checkpoints" / UNREADABLE_DIR)  # fmt: skip
     return moved
+
+
+def set_aside_run(run_dir: Path, extra: tuple[str, ...] = ()) -> list[Path]:
+    """Move every checkpoint of ``run_dir``, ``metrics.jsonl`` and the ``extra`` run files into
+    ``checkpoints/unreadable/``; returns where they went."""
+    files = [*checkpoint_paths(run_dir), *(Path(run_dir) / name for name in ("metrics.jsonl", *extra))]
+    return [t for t in (set_aside_file(Path(run_dir), p) for p in files) if t]
 
 
 def set_aside_unreadable_best(run_dir: Path, name: str = "best.pt") -> Path | None:
@@ -244,12 +281,13 @@ def set_aside_unreadable_best(run_dir: Path, name: str = "best.pt") -> Path | No
         read_best(path)
         return None
     except CheckpointError:
-        target = _set_aside(Path(run_dir), path)
+        target = set_aside_file(Path(run_dir), path)
         log.warning("--restart: %s is unreadable; set aside as %s", name, target)
         return target
 
 
-def _set_aside(run_dir: Path, path: Path) -> Path | None:
+def set_aside_file(run_dir: Path, path: Path) -> Path | None:
+    """Move ``path`` into ``run_dir/checkpoints/unreadable/`` under a free name; None when it is gone."""
     if not path.is_file():
         return None
     aside = run_dir / "checkpoints" / UNREADABLE_DIR

@@ -37,7 +37,8 @@ from medssl.data.labels import LabelVocabulary
 from medssl.errors import CheckpointError, ConfigError
 from medssl.models import build_network
 from medssl.tasks.kinds import task_kind
-from medssl.training.checkpoint import read_best, save_torch_file
+from medssl.training.checkpoint import checkpoint_paths, read_best, save_torch_file, set_aside_file
+from medssl.training.checkpoint_checks import state_dict_mismatch
 from medssl.training.config import TrainConfig
 from medssl.training.distributed import DistInfo, setup_distributed
 from medssl.training.finetune_config import FinetuneConfig
@@ -134,14 +135,19 @@ def data_hash(cases) -> str:
     return h.hexdigest()[:16]
 
 
-def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = None) -> FinetuneResult:
+def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = None,
+                 restart: bool = False) -> FinetuneResult:
+    """``restart`` (``--restart``): checkpoints and ``best.pt`` that do not fit the configured
+    network are set aside and training starts again (otherwise a ``CheckpointError``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pretrained = pretrained or cfg.model.pretrained
     if pretrained:
         cfg = cfg.model_copy(deep=True)
         cfg.model.pretrained = str(pretrained)
-    save_config(cfg, out / "config.yaml")
+    resuming = bool(checkpoint_paths(out))  # keep the run's config.yaml until the resume has worked
+    if not resuming:
+        save_config(cfg, out / "config.yaml")
     torch.manual_seed(cfg.seed)
     names = resolve_labels(cfg)
     all_cases = load_cases(cfg.data)
@@ -173,7 +179,9 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, pretrained: str | None = 
         net.train(was_training)
         return kind.metric_value(res)
 
-    best = _train(cfg, task, network, train, validate, out, info)
+    best = _train(cfg, task, network, train, validate, out, info, restart)
+    if resuming:
+        save_config(cfg, out / "config.yaml")
     network.load_state_dict(best["state_dict"])
     test = None
     if splits.test:
@@ -221,8 +229,25 @@ def _label_codes(cfg: FinetuneConfig) -> dict[str, Any] | None:
     return found.to_dict() if found is not None else None
 
 
+def _load_best(path: Path, network: nn.Module, restart: bool) -> dict[str, Any]:
+    """``best.pt`` when there is one and it fits ``network``; a fresh record otherwise (with
+    ``restart`` a file that does not fit is set aside, without it that is a ``CheckpointError``)."""
+    fresh = {"metric": float("-inf"), "step": 0, "state_dict": {}}
+    if not path.is_file():
+        return fresh
+    best = read_best(path)
+    problem = state_dict_mismatch(network.state_dict(), best["state_dict"])
+    if problem is None:
+        return best
+    if not restart:
+        raise CheckpointError(f"{path}: {problem}; resume with the run's original config, or pass --restart to "
+                              "set it aside", code="checkpoint_mismatch")  # fmt: skip
+    log.warning("--restart: %s does not fit the model; set aside as %s", path.name, set_aside_file(path.parent, path))
+    return fresh
+
+
 def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list[PreparedCase],
-           validate, out: Path, info: DistInfo) -> dict[str, Any]:
+           validate, out: Path, info: DistInfo, restart: bool = False) -> dict[str, Any]:
     """Train with the shared trainer (resumable, DDP-ready); best weights by validation in ``best.pt``."""
     t = cfg.train
     make = task_kind(cfg.task).batches(train, batch_size=t.batch_size, crop_size=t.crop_size,
@@ -233,7 +258,7 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
     # optimizer-state layout of checkpoints written before per-stage groups went through it.
     per_stage_lr = any(g["lr_mult"] != 1.0 or g.get("hold_steps") for g in groups)
     best_path = out / "best.pt"
-    best = read_best(best_path) if best_path.is_file() else {"metric": float("-inf"), "step": 0, "state_dict": {}}
+    best = _load_best(best_path, network, restart)
 
     def val_hook(state) -> None:
         if not state.info.is_main or (state.step % t.val_every and state.step != t.max_steps):
@@ -260,7 +285,7 @@ def _train(cfg: FinetuneConfig, task: nn.Module, network: nn.Module, train: list
 
     trainer_cfg = TrainConfig(**{k: getattr(t, k) for k in TrainConfig.model_fields})
     fit(task, batches, trainer_cfg, out, config=config_to_dict(cfg), hooks=[val_hook],
-        param_groups=groups if per_stage_lr else None, info=info)
+        param_groups=groups if per_stage_lr else None, info=info, restart=restart, run_files=("val.jsonl",))
     if not best["state_dict"]:
         raise CheckpointError(f"{out.name}: training finished without a validated checkpoint")
     return {**best, "seconds": time.perf_counter() - start}

@@ -19,7 +19,7 @@ from medssl.data.feed import CropSampler, list_volumes, make_batches
 from medssl.errors import CheckpointError
 from medssl.models.encoders import build_encoder
 from medssl.tasks.ssl import SSLTask
-from medssl.training.checkpoint import load_latest_checkpoint
+from medssl.training.checkpoint import checkpoint_paths, load_latest_checkpoint
 from medssl.training.collapse_monitor import CollapseMonitor
 from medssl.training.distributed import setup_distributed, teardown_distributed
 from medssl.training.pretrain_config import PretrainConfig
@@ -44,15 +44,18 @@ def build_task(cfg: PretrainConfig) -> SSLTask:
     return SSLTask(cfg.model.encoder.spec(), cfg.tasks, cfg.data.side)
 
 
-def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
-    """Train (or resume) into ``out``: config.yaml, metrics.jsonl, tb/, previews/, checkpoints/."""
+def run_pretrain(cfg: PretrainConfig, out: str | Path, restart: bool = False) -> TrainState:
+    """Train (or resume) into ``out``: config.yaml, metrics.jsonl, tb/, previews/, checkpoints/.
+    ``restart``: checkpoints that do not fit the configured model are set aside (``fit``)."""
     out = Path(out)
     info = setup_distributed(cfg.train.device)
     try:
         seed_everything(cfg.seed, info.rank)
+        resuming = bool(checkpoint_paths(out))  # keep the run's config.yaml until the resume has worked
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, out / "config.yaml")
+            if not resuming:
+                save_config(cfg, out / "config.yaml")
         volumes = list_volumes(cfg.data)
         region = cfg.data.side + cfg.tasks.views.max_shift
         cache_dir = cfg.data.cache_dir or out / "cache"
@@ -69,7 +72,10 @@ def run_pretrain(cfg: PretrainConfig, out: str | Path) -> TrainState:
             log.info("encoder effective rank at random init: %s", " / ".join(f"{s['rank']:.2f}" for s in step0))
             hooks.append(monitor)
         batches = make_batches(sampler, cfg.data, pin_memory=info.device.type == "cuda")
-        state = fit(task, batches, cfg.train, out, config=config_to_dict(cfg), hooks=hooks, info=info)
+        state = fit(task, batches, cfg.train, out, config=config_to_dict(cfg), hooks=hooks, info=info,
+                    restart=restart)
+        if resuming and info.is_main:
+            save_config(cfg, out / "config.yaml")
         if info.is_main and state.metrics:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in state.metrics.items())
             log.info("pretraining finished at step %d: %s", state.step, shown)

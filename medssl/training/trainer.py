@@ -7,7 +7,9 @@ backpropagated) and any other scalar tensors (logged). ``batches(start)``: an it
 batches beginning at micro-batch number ``start`` (the data position a checkpoint stores);
 tensors inside a batch (a dict, list or tensor) are moved to the device here. A re-run with
 the same ``run_dir`` resumes from the newest checkpoint: model, optimizer, scheduler, scaler,
-EMA, step, data position and every RNG state."""
+EMA, step, data position and every RNG state. A checkpoint that does not fit the model (another
+``model`` config) is a ``CheckpointError``; with ``restart`` the run's checkpoints are set aside
+and training starts from step 0."""
 
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from medssl.devices import amp_dtype
-from medssl.errors import MedsslError
-from medssl.training.checkpoint import capture_rng, load_latest_checkpoint, restore_rng, save_checkpoint
+from medssl.errors import CheckpointError, MedsslError
+from medssl.training.checkpoint import capture_rng, latest_checkpoint, restore_rng, save_checkpoint, set_aside_run
+from medssl.training.checkpoint_checks import config_diff, keys_text, param_group_mismatch, state_dict_mismatch
 from medssl.training.config import TrainConfig
-from medssl.training.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed
+from medssl.training.distributed import DistInfo, all_gather_objects, all_reduce_, barrier, setup_distributed
 from medssl.training import tensorboard
 from medssl.training.metrics import MetricsLogger
 from medssl.training.optim import ModelEMA, build_optimizer, build_scheduler
@@ -107,13 +110,57 @@ class _Window:
         return out
 
 
-def _restore(state: TrainState, ckpt: dict[str, Any], scaler: torch.amp.GradScaler) -> int:
-    state.task.load_state_dict(ckpt["model"])
-    state.optimizer.load_state_dict(ckpt["optimizer"])
-    state.scheduler.load_state_dict(ckpt["scheduler"])
-    scaler.load_state_dict(ckpt["scaler"])
+def _misfit(state: TrainState, ckpt: dict[str, Any], path: Path, config: dict[str, Any]) -> CheckpointError | None:
+    """Why the (well-formed) checkpoint at ``path`` cannot be restored into this run, or None."""
+    model = state.task.state_dict()
+    problem = (state_dict_mismatch(model, ckpt["model"]) or param_group_mismatch(state.optimizer, ckpt["optimizer"])
+               or (state_dict_mismatch(model, ckpt["ema"]) if state.ema is not None and ckpt.get("ema") else None))
+    if problem is None:
+        return None
+    changed = config_diff(ckpt["config"], config)
+    why = f"; it was written with another config (changed: {keys_text(changed)})" if changed else ""
+    return CheckpointError(f"{path}: {problem}{why}; resume with the run's original config, or pass --restart to "
+                           "set its checkpoints aside and train from step 0", code="checkpoint_mismatch")  # fmt: skip
+
+
+def _resume(state: TrainState, scaler: torch.amp.GradScaler, config: dict[str, Any],
+            restart: bool, run_files: tuple[str, ...]) -> int:
+    """Restore the newest readable checkpoint; returns the data position (0: a fresh start)."""
+    found = latest_checkpoint(state.run_dir)
+    if found is None:
+        return 0
+    path, ckpt = found
+    if (err := _misfit(state, ckpt, path, config)) is not None:
+        if not restart:
+            raise err
+        barrier()  # every rank has read it before rank 0 moves it
+        if state.info.is_main:
+            moved = set_aside_run(state.run_dir, run_files)
+            log.warning("--restart: %s does not fit the model; set aside %s, training from step 0",
+                        path.name, ", ".join(p.name for p in moved))  # fmt: skip
+        barrier()
+        return 0
+    if ckpt["config"] != config and state.info.is_main:
+        log.warning("resuming %s with a config that differs from the checkpoint's (%s)",
+                    state.run_dir.name, keys_text(config_diff(ckpt["config"], config)))  # fmt: skip
+    position = _restore(state, ckpt, scaler, path)
+    if state.info.is_main:
+        log.info("resuming from step %d", state.step)
+    return position
+
+
+def _restore(state: TrainState, ckpt: dict[str, Any], scaler: torch.amp.GradScaler, path: Path) -> int:
+    parts: list[tuple[str, Any]] = [("model", state.task), ("optimizer", state.optimizer),
+                                    ("scheduler", state.scheduler), ("scaler", scaler)]  # fmt: skip
     if state.ema is not None and ckpt.get("ema") is not None:
-        state.ema.load_state_dict(ckpt["ema"])
+        parts.append(("ema", state.ema))
+    for key, part in parts:
+        try:
+            part.load_state_dict(ckpt[key])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: its '{key}' state does not fit this run ({err.__class__.__name__}); "
+                                  "resume with the run's original config, or pass --restart to set its "
+                                  "checkpoints aside", code="checkpoint_mismatch") from err  # fmt: skip
     rngs = ckpt["rng"]
     if len(rngs) != state.info.world_size:
         log.warning("checkpoint was written by %d processes, now %d: RNG streams differ", len(rngs), state.info.world_size)
@@ -156,11 +203,16 @@ def fit(
     info: DistInfo | None = None,
     keep_checkpoints: int = 2,
     param_groups: list[dict] | None = None,
+    restart: bool = False,
+    run_files: tuple[str, ...] = (),
 ) -> TrainState:
     """Train ``task`` for ``cfg.max_steps`` optimizer steps (or resume and finish); see module doc.
 
     ``config``: the resolved config as plain data, stored in every checkpoint.
     ``param_groups``: optimizer groups (see ``optim.build_optimizer``: ``lr_mult``, ``weight_decay``).
+    ``restart``: when the newest checkpoint does not fit ``task``, move the checkpoints,
+    ``metrics.jsonl`` and ``run_files`` into ``checkpoints/unreadable/`` and start from step 0
+    (otherwise: ``CheckpointError``, code "checkpoint_mismatch").
     Raises MedsslError(code "non_finite_loss") after ``cfg.max_bad_steps`` non-finite steps in a row."""
     info = info or setup_distributed(cfg.device)
     run_dir = Path(run_dir)
@@ -171,14 +223,7 @@ def fit(
     optimizer = build_optimizer(task, cfg, info.device, param_groups)
     state = TrainState(task, optimizer, build_scheduler(optimizer, cfg), info, run_dir, amp)
     state.ema = ModelEMA(task, cfg.ema) if cfg.ema > 0 else None
-    position = 0
-    ckpt = load_latest_checkpoint(run_dir)
-    if ckpt is not None:
-        if ckpt.get("config") != config and info.is_main:
-            log.warning("resuming %s with a config that differs from the checkpoint's", run_dir.name)
-        position = _restore(state, ckpt, scaler)
-        if info.is_main:
-            log.info("resuming from step %d", state.step)
+    position = _resume(state, scaler, config, restart, run_files)
     if state.step >= cfg.max_steps or state.stop:  # finished, or stopped early by a hook
         return state
     if cfg.compile:  # in place, so state_dict keys stay unprefixed

@@ -189,6 +189,21 @@ def test_layer_decay_run_killed_and_rerun_ends_like_an_uninterrupted_one(phantom
         assert torch.equal(v, best_resumed.state_dict[k]), k
 
 
+def test_best_pt_that_does_not_fit_is_exit_5_in_one_line_and_restart_sets_it_aside(phantoms, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["finetune", "--config", str(CONFIGS / "smoke_seg.yaml"), "--out", str(run), f"data.root={phantoms}",
+            *LAYER_DECAY, "train.checkpoint_every=2", "train.val_every=2", "train.log_every=2"]
+    assert main([*args, "train.max_steps=2"]) == 0
+    torch.save({"state_dict": {"w": torch.zeros(3)}, "metric": 1.0, "step": 2}, run / "best.pt")  # loads, fits nothing
+    capsys.readouterr()
+    assert main([*args, "train.max_steps=4"]) == 5
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("medssl: error [checkpoint_mismatch]: ") and str(run / "best.pt") in line
+    assert "state dict does not match the model" in line and "--restart" in line
+    assert main([*args, "train.max_steps=4", "--restart"]) == 0
+    assert (run / "checkpoints" / "unreadable" / "best.pt").is_file() and (run / "model.pt").is_file()
+
+
 def test_sweep_pretrains_then_compares_arms(phantoms, tmp_path, capsys):
     out = tmp_path / "sweep"
     rc = main(["sweep", "--config", str(CONFIGS / "smoke_sweep.yaml"), "--out", str(out)])

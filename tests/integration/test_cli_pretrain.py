@@ -127,6 +127,48 @@ def test_torchrun_two_cpu_processes(cohort):
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))
 
 
+def _errors_and_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if " WARNING " in line or line.startswith("medssl:")]
+
+
+def test_resume_with_other_encoder_channels_is_exit_5_in_one_line_and_restart_sets_aside(cohort):
+    run = cohort / "channels"
+    args = ["pretrain", "--config", SMOKE, "--out", str(run), f"data.root={cohort / 'D'}",
+            f"data.cache_dir={cohort / 'cache'}", "train.checkpoint_every=2", "train.preview_every=0",
+            "train.tensorboard=false", "train.progress=false", "data.batch_size=2", "monitor.rank_every=0"]
+    assert medssl(*args, "train.max_steps=2", "model.encoder.channels=[4,8,16,32]").returncode == 0
+    original = (run / "config.yaml").read_text()
+    res = medssl(*args, "train.max_steps=4", "model.encoder.channels=[8,8,16,32]")
+    assert res.returncode == 5, res.stderr[-2000:]
+    assert (run / "config.yaml").read_text() == original  # the run's own config is kept until a resume works
+    [line] = _errors_and_warnings(res.stderr)
+    assert line.startswith("medssl: error [checkpoint_mismatch]: ") and "ckpt_00000002.pt" in line
+    assert "state dict does not match the model" in line and "shape mismatch" in line
+    assert "model.encoder.channels" in line and "--restart" in line
+    assert (run / "checkpoints" / "ckpt_00000002.pt").is_file()
+    res = medssl(*args, "train.max_steps=4", "model.encoder.channels=[8,8,16,32]", "--restart")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (run / "checkpoints" / "unreadable" / "ckpt_00000002.pt").is_file()
+    assert (run / "checkpoints" / "ckpt_00000004.pt").is_file()
+    assert "- 8\n" in (run / "config.yaml").read_text().split("channels:")[1][:40]  # the new run's config
+
+
+def test_all_checkpoints_unreadable_is_one_line_without_warnings(cohort):
+    run = cohort / "unreadable"
+    args = ["pretrain", "--config", SMOKE, "--out", str(run), f"data.root={cohort / 'D'}",
+            f"data.cache_dir={cohort / 'cache'}", "train.checkpoint_every=1", "train.preview_every=0",
+            "train.tensorboard=false", "train.progress=false", "data.batch_size=2", "monitor.rank_every=0",
+            "model.encoder.channels=[4,8,16,32]"]
+    assert medssl(*args, "train.max_steps=2").returncode == 0
+    for path in (run / "checkpoints").glob("ckpt_*.pt"):
+        path.write_bytes(path.read_bytes()[:500])
+    res = medssl(*args, "train.max_steps=4")
+    assert res.returncode == 5
+    [line] = _errors_and_warnings(res.stderr)
+    assert line.startswith("medssl: error [no_readable_checkpoint]: ")
+    assert "ckpt_00000002.pt" in line and "ckpt_00000001.pt" in line
+
+
 def test_unknown_override_is_a_config_error(cohort):
     res = medssl("pretrain", "--config", SMOKE, "--out", str(cohort / "bad"), "train.max_stepz=3")
     assert res.returncode == 4

@@ -2,6 +2,7 @@
 behind the resume point, disk full and read-only run folders, a broken best.pt."""
 
 import errno
+import io
 import json
 import os
 import pickle
@@ -113,6 +114,38 @@ def test_disk_full_is_a_typed_error_with_path_and_os_message(tmp_path, monkeypat
     err = info.value
     assert err.code == "disk_full" and err.exit_status == 5
     assert "No space left on device" in str(err) and "ckpt_00000008.pt" in str(err)
+    monkeypatch.undo()
+    assert [p.name for p in checkpoint_paths(tmp_path)] == ["ckpt_00000004.pt"]  # the older one survives
+    assert read_checkpoint(checkpoint_paths(tmp_path)[0])["step"] == 4
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp files
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk that is full after 200 bytes: ``write`` raises ENOSPC, as the OS does."""
+
+    def write(self, data):
+        if self.tell() + len(data) > 200:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+@pytest.mark.parametrize("chain", ["__context__", "__cause__"])
+def test_disk_full_inside_torch_save_runtime_error_is_disk_full(tmp_path, monkeypatch, chain):
+    """torch's zip writer turns a failed write into RuntimeError("unexpected pos ...") with the
+    OSError as its __context__: the error reports the OSError, not the RuntimeError."""
+    if chain == "__context__":  # the real torch.save, writing the step-8 checkpoint onto a full disk
+        monkeypatch.setattr(ckpt_mod, "open", lambda p, mode: (_FullDisk if "ckpt_00000008" in str(p) else io.open)(
+            p, mode), raising=False)  # fmt: skip
+    else:
+        exc = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 297 vs 244")
+        exc.__cause__ = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        _fail_on_second(monkeypatch, ckpt_mod.torch, "save", exc)
+    with pytest.raises(CheckpointError) as info:
+        _trained(tmp_path)
+    err = info.value
+    assert err.code == "disk_full" and err.exit_status == 5
+    assert "No space left on device" in str(err) and "ckpt_00000008.pt" in str(err)
+    assert "RuntimeError" not in str(err)
     monkeypatch.undo()
     assert [p.name for p in checkpoint_paths(tmp_path)] == ["ckpt_00000004.pt"]  # the older one survives
     assert read_checkpoint(checkpoint_paths(tmp_path)[0])["step"] == 4
