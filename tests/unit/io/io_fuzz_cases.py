@@ -67,7 +67,7 @@ SAME_VOXELS = {"rows", "columns", "bits_allocated", "bits_stored", "high_bit", "
                "frames", "pixel_spacing", "orientation", "transfer_syntax", "instance_number",
                "images_in_acquisition", "image_type", "position", "raw_element", "files", "series_uid", "modality",
                "sop_class", "vox_offset", "dim0", "pixdim", "qform_code", "sform_code", "quatern", "qoffset",
-               "srow_x", "srow_z", "sizeof_hdr", "magic", "extension"}  # fmt: skip
+               "srow_x", "srow_z", "sizeof_hdr", "magic", "extension", "noext_stray", "link_loop"}  # fmt: skip
 
 
 def _voxels_differ(label: str, scan, corpus: Corpus, path: Path) -> bool:
@@ -268,7 +268,7 @@ def dicom_case(corpus: Corpus, work: Path, rng: np.random.Generator) -> tuple[st
         p = files[int(rng.integers(len(files)))]
         p.write_bytes(_byte_damage(p.read_bytes(), rng))
         label = "dicom:bytes"
-    else:
+    elif rng.random() < 0.5:
         choice = int(rng.integers(3))
         if choice == 0:
             files[int(rng.integers(len(files)))].unlink()
@@ -277,6 +277,8 @@ def dicom_case(corpus: Corpus, work: Path, rng: np.random.Generator) -> tuple[st
         else:
             (folder / "notes").write_bytes(b"not dicom at all")
         label = "dicom:files"
+    else:
+        return _tree_case(folder, files, work, rng)
     if kind == "zip":
         archive = work / "series.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -287,6 +289,31 @@ def dicom_case(corpus: Corpus, work: Path, rng: np.random.Generator) -> tuple[st
             return "zip:archive_bytes", archive
         return f"zip:{label.split(':')[1]}", archive
     return label, folder
+
+
+def _tree_case(folder: Path, files: list[Path], work: Path, rng: np.random.Generator) -> tuple[str, Path]:
+    """Folder layouts: PACS names (no extension) with one slice damaged or with stray files
+    beside, a link back up the tree, the series nested deeper than the read limit allows."""
+    choice = str(rng.choice(["noext_damaged", "noext_stray", "link_loop", "too_deep"]))
+    if choice.startswith("noext"):
+        for n, p in enumerate(files):
+            p.rename(folder / f"IM{n:04d}")
+        victim = folder / f"IM{int(rng.integers(len(files))):04d}"
+        if choice == "noext_damaged":
+            data = victim.read_bytes()
+            victim.write_bytes(rng.bytes(len(data)) if rng.random() < 0.5 else b"\0" * 132 + data[132:])
+        else:
+            for name in ("DICOMDIR", "LOCKFILE", "AUTORUN.INF"):
+                (folder / name).write_bytes(rng.bytes(int(rng.integers(16, 4000))))
+    elif choice == "link_loop":
+        (folder / "loop").symlink_to(".")
+    else:
+        deep = work / "deep"
+        inner = deep.joinpath(*["d"] * (ReadLimits().max_depth + int(rng.integers(1, 4))))
+        inner.parent.mkdir(parents=True)
+        folder.rename(inner)
+        return f"tree:{choice}", deep
+    return f"tree:{choice}", folder
 
 
 # ---------------------------------------------------------------- NIfTI mutations
