@@ -41,36 +41,6 @@ class WindowConfig:
     amp: str = "auto"  # auto (bf16 if supported, else fp16; CUDA only) | bf16 | fp16 | off
 
 
-class WindowsSideBySide:
-    """``network`` over a batch of windows on the CPU, the windows run side by side, one per
-    core (in threads, each with its share of torch's threads), instead of each operation
-    split across the cores: a 3D U-Net's full-resolution layers (few channels, norms,
-    activations) keep two cores busy poorly within one operation. A batch of two 96 x 96 x 64
-    windows of the benchmark U-Net took about 0.7 s this way against 0.95 s (2-core CPU). The
-    outputs are the same windows' outputs, equal to float rounding."""
-
-    def __init__(self, network: nn.Module, threads: int):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.network, self.threads = network, threads
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="medssl-window")
-
-    def __call__(self, x: Tensor) -> Tensor:
-        parts = min(int(x.shape[0]), self.threads)
-        if parts < 2:
-            return self.network(x)
-        share = max(1, self.threads // parts)
-        outs = list(self.pool.map(lambda chunk: self._forward(chunk, share), x.tensor_split(parts)))
-        if not all(isinstance(o, Tensor) for o in outs):  # a dict or tuple of heads: one call as before
-            return self.network(x)
-        return torch.cat(outs)
-
-    def _forward(self, x: Tensor, threads: int) -> Tensor:
-        torch.set_num_threads(threads)  # this worker thread's own OpenMP team
-        with torch.inference_mode():
-            return self.network(x)
-
-
 @dataclass
 class WindowRunner:
     """Runs ``network`` over a whole volume ``(1, C, X, Y, Z)`` -> logits ``(1, K, X, Y, Z)`` float32.
@@ -83,9 +53,7 @@ class WindowRunner:
     out_channels: int = 2
     fallbacks: list[str] = field(default_factory=list)
     last_plan: tuple[int, str] | None = None
-    side_by_side: bool = True  # on the CPU, a batch's windows one per core (WindowsSideBySide)
     _inferers: dict = field(default_factory=dict, repr=False)
-    _cpu_network: WindowsSideBySide | None = field(default=None, repr=False)
 
     def __call__(self, x: Tensor) -> Tensor:
         self.fallbacks = []
@@ -131,16 +99,8 @@ class WindowRunner:
     def _run(self, x: Tensor, sw_batch: int, stitch: torch.device) -> Tensor:
         inferer = self._inferer(sw_batch, stitch)
         with torch.inference_mode(), autocast(self.device, self.cfg.amp):
-            out = inferer(x, self._network(sw_batch))
+            out = inferer(x, self.network)
         return out.float()
-
-    def _network(self, sw_batch: int):
-        threads = torch.get_num_threads()
-        if self.device.type != "cpu" or not self.side_by_side or sw_batch < 2 or threads < 2:
-            return self.network
-        if self._cpu_network is None or self._cpu_network.threads != threads:
-            self._cpu_network = WindowsSideBySide(self.network, threads)
-        return self._cpu_network
 
 
 def fallback_plan(sw_batch_size: int, stitch: torch.device) -> Iterator[tuple[int, torch.device]]:

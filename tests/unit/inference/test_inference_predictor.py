@@ -142,8 +142,7 @@ class OOMUnlessSmall(nn.Module):
 def test_out_of_memory_falls_back_to_smaller_window_batches():
     x = torch.rand(1, 1, 24, 24, 12)
     net = OOMUnlessSmall(limit=1)
-    runner = WindowRunner(net, WindowConfig(roi_size=(8, 8, 8), overlap=0.25, sw_batch_size=4, mode="gaussian"),
-                          torch.device("cpu"), side_by_side=False)  # the batch reaches the network whole, as on a GPU
+    runner = WindowRunner(net, WindowConfig(roi_size=(8, 8, 8), overlap=0.25, sw_batch_size=4, mode="gaussian"), torch.device("cpu"))
     out = runner(x)
     reference = WindowRunner(OOMUnlessSmall(limit=99), WindowConfig((8, 8, 8), 0.25, 1, "gaussian"), torch.device("cpu"))(x)
     assert torch.allclose(out, reference, atol=1e-5)
@@ -152,8 +151,7 @@ def test_out_of_memory_falls_back_to_smaller_window_batches():
 
 
 def test_out_of_memory_everywhere_is_a_typed_error():
-    runner = WindowRunner(OOMUnlessSmall(limit=0), WindowConfig((8, 8, 8), 0.25, 2, "gaussian"), torch.device("cpu"),
-                          side_by_side=False)  # fmt: skip
+    runner = WindowRunner(OOMUnlessSmall(limit=0), WindowConfig((8, 8, 8), 0.25, 2, "gaussian"), torch.device("cpu"))
     with pytest.raises(InferenceOOMError) as info:
         runner(torch.rand(1, 1, 16, 16, 8))
     assert info.value.code == "out_of_memory"
@@ -190,33 +188,3 @@ def test_reoriented_grid_reduces_before_moving_with_the_same_values(tmp_path, mo
     assert np.array_equal(fast.probabilities, general.probabilities)
     if tta:
         assert np.array_equal(fast.uncertainty, general.uncertainty)
-
-
-def test_cpu_windows_side_by_side_equal_one_batched_call():
-    """On the CPU a batch's windows run one per core: the same output as one batched call (to
-    float rounding), the caller's thread count untouched, a dict-returning network served."""
-    from medssl.inference.window import WindowsSideBySide
-    from medssl.models import build_network
-
-    torch.manual_seed(0)
-    net = build_network({"name": "unet", "in_channels": 1, "out_channels": 3, "channels": [4, 8, 16],
-                         "strides": [2, 2]}).eval()  # fmt: skip
-    x = torch.rand(1, 1, 40, 36, 20)
-    cfg = WindowConfig(roi_size=(16, 16, 16), overlap=0.25, sw_batch_size=3, mode="gaussian")
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        side = WindowRunner(net, cfg, torch.device("cpu"))
-        batched = WindowRunner(net, cfg, torch.device("cpu"), side_by_side=False)
-        out, reference = side(x), batched(x)
-        assert isinstance(side._cpu_network, WindowsSideBySide) and torch.get_num_threads() == 2
-        assert torch.allclose(out, reference, atol=1e-5)
-
-        class Heads(nn.Module):
-            def forward(self, inp):
-                return {"seg": inp}
-
-        pair = torch.rand(2, 1, 4, 4, 4)
-        assert torch.equal(WindowsSideBySide(Heads(), 2)(pair)["seg"], pair)
-    finally:
-        torch.set_num_threads(before)
