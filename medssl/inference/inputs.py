@@ -227,7 +227,8 @@ def _manifest_case(manifest: Path, row: dict) -> CaseInput:
     case_id = base_case_id(Path(rel)) if "masked" in row else base_case_id(path)  # a private row stays masked
     case = CaseInput(path, source, case_id, "nifti" if is_nifti(path) else "dicom", series)
     if row.get("role", "image") != "image":
-        return replace(case, kind="skipped", reason=f"{row.get('role')} in the manifest, not a scan", code="not_an_image")
+        return replace(case, kind="skipped", reason=f"{row.get('role')} in the manifest, not a scan",
+                       code="not_an_image")  # fmt: skip
     if row.get("status", "ok") != "ok":
         return replace(case, kind="failed", reason=str(row.get("reason") or "failed when indexed"),
                        code=str(row.get("code") or "bad_input"))  # fmt: skip
@@ -251,8 +252,10 @@ def _unique_ids(cases: list[CaseInput]) -> list[CaseInput]:
 def input_hash(case: CaseInput) -> str:
     """Content hash of everything the case reads (file, or folder tree), plus its series."""
     h = hashlib.sha256(f"series={case.series}".encode())
-    files = [case.path] if case.path.is_file() else sorted(
-        folder / name for folder, _, names in walk_tree(case.path, DEFAULT_LIMITS.max_depth) for name in names)  # fmt: skip
+    if case.path.is_file():
+        files = [case.path]
+    else:
+        files = sorted(d / name for d, _, names in walk_tree(case.path, DEFAULT_LIMITS.max_depth) for name in names)
     for f in files:
         h.update(f.relative_to(case.path).as_posix().encode() if f != case.path else b".")
         with open(f, "rb") as fh:

@@ -24,11 +24,11 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+from medssl.errors import MedsslError
 from medssl.io.dicom_headers import quiet_pydicom
 from medssl.io.discovery import is_nifti
 from medssl.io.limits import ReadLimits
 from medssl.io.phi import uid_hash
-from medssl.errors import MedsslError
 from medssl.io.sources import _is_ignored, walk_tree
 
 PSEUDONYM_PREFIX = "case-"

@@ -10,9 +10,9 @@ import io
 import os
 import stat
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from collections.abc import Iterator
 from typing import BinaryIO
 
 from medssl.errors import CorruptFileError, LimitExceededError, NotAScanError, UnsupportedInputError
@@ -63,7 +63,8 @@ def _is_ignored(name: str) -> bool:
     return any(base.lower().endswith(s) for s in IGNORED_SUFFIXES) and not is_nifti(base)
 
 
-def walk_tree(root: Path, max_depth: int, *, on_too_deep: str = "raise") -> Iterator[tuple[Path, list[str], list[str]]]:
+def walk_tree(root: Path, max_depth: int, *,
+              on_too_deep: str = "raise") -> Iterator[tuple[Path, list[str], list[str]]]:  # fmt: skip
     """``os.walk`` for untrusted trees: (folder, subfolder names, file names), top-down and
     sorted, hidden entries left out; iterative (a tree 1,000 levels deep is no recursion
     error), each real folder visited once (a link back up is not a loop), at most

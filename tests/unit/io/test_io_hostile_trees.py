@@ -36,7 +36,10 @@ def _copy_series(head_ct_series: Path, target: Path, n: int = 8, suffix: str = "
     target.mkdir(parents=True)
     import pydicom
 
-    files = sorted(head_ct_series.glob("*.dcm"), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]))
+    def height(p: Path) -> float:
+        return float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2])
+
+    files = sorted(head_ct_series.glob("*.dcm"), key=height)
     out = []
     for i, p in enumerate(files[:n]):
         out.append(target / f"IM{i:04d}{suffix}")
