@@ -9,7 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssl.errors import MedsslError
 from medssl.io.discovery import LABEL_SUFFIXES, case_stem, is_nifti, looks_dicom
+from medssl.io.limits import DEFAULT_LIMITS
+from medssl.io.sources import walk_tree
 
 MAX_ENTRIES = 2000
 MAX_DEPTH = 6
@@ -55,10 +58,14 @@ def escapes(root: Path, path: Path, max_files: int = 20_000) -> bool:
         return True
     if not Path(path).is_dir():
         return False
-    for n, (dirpath, dirnames, filenames) in enumerate(os.walk(path, followlinks=False)):
-        names = dirnames + filenames
-        if n > max_files or any(not inside(root, Path(dirpath) / name) for name in names):
-            return True
+    seen = 0
+    try:  # medssl's walk: no recursion however deep, each real folder once
+        for folder, dirnames, filenames in walk_tree(Path(path), DEFAULT_LIMITS.max_depth):
+            seen += len(dirnames) + len(filenames)
+            if seen > max_files or any(not inside(root, folder / name) for name in dirnames + filenames):
+                return True
+    except MedsslError:  # deeper than any read goes, or unlistable: not opened
+        return True
     return False
 
 
@@ -98,7 +105,8 @@ def list_models(root: Path | None) -> list[Path]:
     not artifacts)."""
     if root is None or not Path(root).is_dir():
         return []
-    files = list(Path(root).rglob("*.pt"))
+    walked = walk_tree(Path(root), DEFAULT_LIMITS.max_depth, on_too_deep="stop")
+    files = [folder / name for folder, _, names in walked for name in names if name.endswith(".pt")]
     runs = {p.parent for p in files if p.name == "model.pt"}
     loose = {
         p for p in files

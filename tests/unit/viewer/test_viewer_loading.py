@@ -237,3 +237,22 @@ def test_data_folder_never_leads_out_through_symlinks(tmp_path):
     assert "alias.nii.gz" in labels and "own/phantom_000.nii.gz" in labels
     assert escapes(data, data / "series") and escapes(data, data / "linked.nii.gz")
     assert not escapes(data, data / "own") and not escapes(data, data / "alias.nii.gz")
+
+
+def test_deep_trees_and_link_loops_neither_hang_nor_crash_the_listing(tmp_path):
+    """A series folder with a link back up to itself, and a folder 1,000 levels deep (Python's
+    recursive os.walk and rglob stop at about 1,000): the escape check and the models list
+    walk them without recursion; too deep is refused, not a RecursionError."""
+    from apps.viewer.sources import escapes, list_models
+    from tests.unit.io.test_io_hostile_trees import _deep, _remove_deep
+
+    data = tmp_path / "data"
+    (data / "series").mkdir(parents=True)
+    (data / "series" / "loop").symlink_to(".")
+    assert not escapes(data, data / "series")
+    deep = _deep(data / "deep", 1000)
+    try:
+        assert escapes(data, deep)  # deeper than any read goes: not opened
+        assert list_models(data) == []
+    finally:
+        _remove_deep(deep)
