@@ -17,7 +17,7 @@ from medssl.io.dicom_headers import (DICOM_SUFFIXES, READ_ELEMENTS, FolderScan, 
                                      read_dataset, required_int, select_series)  # fmt: skip
 from medssl.io.dicom_pixels import check_decoder, check_pixel_length, expected_pixel_bytes, slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
-from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, all_finite, allocate_volume, check_budget
+from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, all_finite, allocate_volume, check_budget, check_extent
 from medssl.io.notes import held_notes, note
 from medssl.io.phi import HIDDEN, is_phi_element, phi_from_dataset, uid_hash
 from medssl.io.scan import Scan
@@ -97,6 +97,8 @@ def _sorted_series(group: SeriesGroup, limits: ReadLimits, where: str,
         if expected is not None and not deflated and expected > member.size:
             raise CorruptFileError(f"pixel data is truncated: the file holds {member.size} bytes, Rows x Columns "
                                    f"x BitsAllocated call for {expected}", source=member.name)  # fmt: skip
+    # after the pixel-length checks: Rows 4000 over 256 x 256 pixels is a truncated file first
+    check_extent(dims, (*geo.pixel_spacing, geo.step), f"series {group.uid_hash}", where, limits)
     sizes = [m.size for m, _ in group.items]
     copies = volume_copies + (volume_copies and (geo.uneven or geo.tilt_deg > TILT_TOL_DEG))
     needed = copies * 4 * int(np.prod(dims, dtype=np.int64)) + (max(sizes) if volume_copies else sum(sizes))

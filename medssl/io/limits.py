@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from medssl.errors import LimitExceededError
+from medssl.errors import GeometryError, LimitExceededError
 
 GiB = 1024**3
 MAX_BYTES_ENV = "MEDSSL_READ_MAX_BYTES"
@@ -50,6 +50,7 @@ class ReadLimits:
     max_bytes: int = field(default_factory=_env_max_bytes)
     min_spacing_mm: float = 0.01  # smallest voxel spacing or slice step accepted
     max_spacing_mm: float = 100.0  # largest voxel spacing or slice step accepted
+    max_extent_mm: float = 3000.0  # largest extent of a volume along any axis (size x spacing)
     # read a DICOM series without its unreadable files (listed in Scan.meta) instead of
     # refusing it; default $MEDSSL_SKIP_CORRUPT_SLICES=1
     skip_corrupt_slices: bool = field(default_factory=_env_skip)
@@ -80,6 +81,18 @@ def raise_hint(field: str) -> str:
     """How to raise one limit, for error messages."""
     env = f" or ${MAX_BYTES_ENV}" if field == "max_bytes" else ""
     return f"if the input is genuine, raise ReadLimits.{field}{env}"
+
+
+def check_extent(sizes: tuple[int, ...], spacings: tuple[float, ...], what: str, name: str,
+                 limits: ReadLimits) -> None:
+    """A volume longer than ``limits.max_extent_mm`` along an axis (3 m: longer than any
+    patient, whole-body scans included) has a wrong spacing, even when each spacing alone is
+    within bounds (PixelSpacing 0.02 x 90 mm over 256 columns: 23 m)."""
+    for axis, (size, spacing) in enumerate(zip(sizes, spacings)):
+        if size * spacing > limits.max_extent_mm:
+            raise GeometryError(f"{what}: {size} voxels x {spacing:.4g} mm along axis {axis} span "
+                                f"{size * spacing / 1000:.3g} m, physically implausible (at most "
+                                f"{limits.max_extent_mm:g} mm, ReadLimits.max_extent_mm)", source=name)  # fmt: skip
 
 
 def check_budget(needed: int, what: str, name: str, limits: ReadLimits) -> None:

@@ -23,7 +23,7 @@ from medssl.errors import (
     NotAScanError,
     UnsupportedInputError,
 )
-from medssl.io.limits import ReadLimits, all_finite, allocate_volume, check_budget
+from medssl.io.limits import ReadLimits, all_finite, allocate_volume, check_budget, check_extent
 from medssl.io.notes import note, quiet_library_loggers
 from medssl.io.scan import Scan
 
@@ -262,11 +262,13 @@ def _checked_affine(img: nib.Nifti1Image, name: str, limits: ReadLimits) -> tupl
     if not _usable(affine):
         raise GeometryError("affine is singular or not finite", source=name)
     affine = _in_mm(affine, img.header, name, meta)
-    for axis, spacing in enumerate(np.linalg.norm(affine[:3, :3], axis=0)):
+    spacings = np.linalg.norm(affine[:3, :3], axis=0)
+    for axis, spacing in enumerate(spacings):
         if not limits.min_spacing_mm <= spacing <= limits.max_spacing_mm:
             raise GeometryError(f"voxel spacing along axis {axis} is {spacing:.4g} mm, physically implausible "
                                 f"(bounds {limits.min_spacing_mm:g} to {limits.max_spacing_mm:g} mm, "
                                 "ReadLimits.min_spacing_mm / max_spacing_mm)", source=name)  # fmt: skip
+    check_extent(tuple(int(d) for d in img.shape[:3]), tuple(float(s) for s in spacings), "volume", name, limits)
     return affine, meta
 
 

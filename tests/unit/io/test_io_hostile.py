@@ -227,7 +227,8 @@ def test_implausible_dicom_geometry_names_the_value(series, what, match):
         else:
             _edit(path, ImagePositionPatient=[0.0, 0.0, k * (1.5e6 if what == "km" else 0.0015)])
     _fails(GeometryError, series, match)
-    assert read_scan(series, limits=ReadLimits(min_spacing_mm=1e-4, max_spacing_mm=1e10)).shape[2] == N
+    wide = ReadLimits(min_spacing_mm=1e-4, max_spacing_mm=1e10, max_extent_mm=1e13)
+    assert read_scan(series, limits=wide).shape[2] == N
 
 
 @pytest.mark.parametrize("edit, match", [
@@ -403,3 +404,20 @@ def test_read_limits_refuse_nonsense_and_keep_whole_numbers_whole():
                        ({"skip_corrupt_slices": "yes"}, "true or false"), ({"max_bytes": "8G"}, "positive")]:  # fmt: skip
         with pytest.raises(ValueError, match=match):
             ReadLimits(**bad)
+
+
+def test_spacings_each_plausible_but_a_volume_kilometres_long_is_geometry(series, real_data, tmp_path):
+    """PixelSpacing 0.02 x 90 mm passes the per-spacing bounds, but 256 columns of 90 mm span
+    23 m; a NIfTI with 50 mm voxels over 256 columns spans 12.8 m. Longer than any patient."""
+    for path in _files(series):
+        _edit(path, PixelSpacing=[0.02, 90])
+    _fails(GeometryError, series, "span 23 m")
+
+    def wide(hdr):
+        affine = hdr.get_best_affine()
+        affine[:3, 0] *= 50.0 / np.linalg.norm(affine[:3, 0])
+        hdr.set_sform(affine, code=1)
+        hdr.set_qform(affine, code=1)
+
+    _fails(GeometryError, _nifti(real_data, tmp_path, wide, "wide.nii"), "span 12.8 m")
+    assert read_scan(series, limits=ReadLimits(max_extent_mm=30_000)).shape[:2] == (256, 256)
