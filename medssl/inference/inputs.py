@@ -22,7 +22,7 @@ from pathlib import Path
 
 import medssl.io as scan_io
 from medssl.data.manifest import restore_private, row_path
-from medssl.io.discovery import is_label, is_nifti
+from medssl.io.discovery import has_dicm_preamble, is_label, is_nifti
 from medssl.io.path_privacy import Redactor, mask_label, read_patient_tokens
 from medssl.io.limits import DEFAULT_LIMITS
 from medssl.io.sources import _is_ignored, walk_tree
@@ -164,15 +164,7 @@ def _holds_dicom(files: list[Path]) -> bool:
     candidates = [f for f in files if _maybe_dicom(f)]
     if not candidates or not any(is_nifti(f) or f.name.lower().endswith(".zip") for f in files):
         return bool(candidates)
-    return any(_has_dicm_magic(f) for f in candidates)
-
-
-def _has_dicm_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
+    return any(has_dicm_preamble(f) for f in candidates)
 
 
 def _dicom_cases(path: Path, source: str) -> list[CaseInput]:

@@ -32,10 +32,18 @@ def _profiles(label: np.ndarray, n_labels: int) -> list[np.ndarray]:
     return out
 
 
-def _flat_pair(label: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``label`` and ``weights`` flattened in the same order, without copying ``weights``."""
-    order = "F" if weights.flags.f_contiguous and not weights.flags.c_contiguous else "C"
-    return label.ravel(order=order).astype(np.intp), np.asarray(weights).ravel(order=order)
+class _FlatLabels:
+    """The label map flattened as bincount's intp keys, in the memory order of each array it
+    weighs (so the weights are never copied), each order converted once."""
+
+    def __init__(self, label: np.ndarray):
+        self.label, self.keys = label, {}
+
+    def pair(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = "F" if weights.flags.f_contiguous and not weights.flags.c_contiguous else "C"
+        if order not in self.keys:
+            self.keys[order] = self.label.ravel(order=order).astype(np.intp)
+        return self.keys[order], weights.ravel(order=order)
 
 
 def label_stats(
@@ -55,12 +63,15 @@ def label_stats(
     # Each sum walks the label map in the memory order of the array it weighs: the scan's array
     # is often Fortran-ordered, and reading it in C order costs more than the sums.
     image = np.asarray(scan.array)
-    flat, values = _flat_pair(label, image)  # bincount wants intp keys: converted once
+    flat_labels = _FlatLabels(label)
+    flat, values = flat_labels.pair(image)
     counts = np.bincount(flat, minlength=n_labels)
     values = values.astype(np.float64)
     sums = np.bincount(flat, weights=values, minlength=n_labels)
     squares = np.bincount(flat, weights=np.square(values, out=values), minlength=n_labels)
-    conf = np.bincount(*_flat_pair(label, confidence), minlength=n_labels) if confidence is not None else None
+    conf = None
+    if confidence is not None:
+        conf = np.bincount(*flat_labels.pair(np.asarray(confidence)), minlength=n_labels)
     vml = voxel_volume_ml(affine)
     profiles = _profiles(label, n_labels)
     out: dict[str, Any] = {}

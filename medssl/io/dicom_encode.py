@@ -22,6 +22,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
+from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian
 
 _LONG = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
@@ -133,7 +134,7 @@ def _value(vr: str, value: Any) -> bytes | None:
         data = value.encode()
         return data + b" " if len(data) % 2 else data
     if vr in _NUMBERS:
-        values = list(value) if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue" else [value]
+        values = list(value) if isinstance(value, list | tuple | MultiValue) else [value]
         if all(type(v) is int for v in values) or (vr in ("FL", "FD") and all(type(v) is float for v in values)):
             try:
                 return struct.pack(f"<{len(values)}{_NUMBERS[vr]}", *values)

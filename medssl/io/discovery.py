@@ -41,11 +41,13 @@ def is_label(path: str | Path) -> bool:
 
 def looks_dicom(path: Path) -> bool:
     """A DICOM extension, or the ``DICM`` magic at byte 128 (reads 132 bytes at most)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
+    return path.suffix.lower() in DICOM_SUFFIXES or has_dicm_preamble(path)
+
+
+def has_dicm_preamble(path: Path) -> bool:
+    """The Part 10 ``DICM`` magic at byte 128 (reads 132 bytes); False when unreadable."""
     try:
-        with path.open("rb") as fh:
-            head = fh.read(132)
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from medssl.errors import MedsslError
 from medssl.io.dicom_headers import quiet_pydicom
-from medssl.io.discovery import is_nifti
+from medssl.io.discovery import has_dicm_preamble, is_nifti
 from medssl.io.limits import ReadLimits
 from medssl.io.phi import uid_hash
 from medssl.io.sources import _is_ignored, walk_tree
@@ -159,7 +159,7 @@ def _candidate_headers(path: Path, limits: ReadLimits) -> Iterator:
         return
     tried, later = 0, []
     for full in _files_below(path, limits):
-        if _has_preamble(full):
+        if has_dicm_preamble(full):
             tried += 1
             yield str(full)
             if tried >= _MAX_TRIED:
@@ -188,14 +188,6 @@ def _files_below(path: Path, limits: ReadLimits) -> Iterator[Path]:
                     continue
     except MedsslError:  # an unlistable folder: the read reports it
         return
-
-
-def _has_preamble(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
 
 
 def _zip_members(path: Path, limits: ReadLimits) -> Iterator:

@@ -102,6 +102,16 @@ def _fail_on_second(monkeypatch, target, name, exc):
     monkeypatch.setattr(target, name, fake)
 
 
+def _disk_full_error(tmp_path) -> CheckpointError:
+    """The error of a training run whose step-8 checkpoint meets a full disk."""
+    with pytest.raises(CheckpointError) as info:
+        _trained(tmp_path)
+    err = info.value
+    assert err.code == "disk_full" and err.exit_status == 5
+    assert "No space left on device" in str(err) and "ckpt_00000008.pt" in str(err)
+    return err
+
+
 @pytest.mark.parametrize("where", ["os.replace", "torch.save"])
 def test_disk_full_is_a_typed_error_with_path_and_os_message(tmp_path, monkeypatch, where):
     exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -109,11 +119,7 @@ def test_disk_full_is_a_typed_error_with_path_and_os_message(tmp_path, monkeypat
         _fail_on_second(monkeypatch, atomic_mod.os, "replace", exc)
     else:
         _fail_on_second(monkeypatch, ckpt_mod.torch, "save", exc)
-    with pytest.raises(CheckpointError) as info:
-        _trained(tmp_path)
-    err = info.value
-    assert err.code == "disk_full" and err.exit_status == 5
-    assert "No space left on device" in str(err) and "ckpt_00000008.pt" in str(err)
+    err = _disk_full_error(tmp_path)
     monkeypatch.undo()
     assert [p.name for p in checkpoint_paths(tmp_path)] == ["ckpt_00000004.pt"]  # the older one survives
     assert read_checkpoint(checkpoint_paths(tmp_path)[0])["step"] == 4
@@ -140,11 +146,7 @@ def test_disk_full_inside_torch_save_runtime_error_is_disk_full(tmp_path, monkey
         exc = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 297 vs 244")
         exc.__cause__ = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         _fail_on_second(monkeypatch, ckpt_mod.torch, "save", exc)
-    with pytest.raises(CheckpointError) as info:
-        _trained(tmp_path)
-    err = info.value
-    assert err.code == "disk_full" and err.exit_status == 5
-    assert "No space left on device" in str(err) and "ckpt_00000008.pt" in str(err)
+    err = _disk_full_error(tmp_path)
     assert "RuntimeError" not in str(err)
     monkeypatch.undo()
     assert [p.name for p in checkpoint_paths(tmp_path)] == ["ckpt_00000004.pt"]  # the older one survives
