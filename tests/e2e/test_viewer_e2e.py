@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import SENTINEL_TEXTS
 from tests.e2e.conftest import listen_addresses, start_viewer
 from tests.e2e.viewer_data import write_phantom, write_results, write_tiny_model
-from tests.e2e.viewer_page import WAIT_MS, assert_page_has_no_phi, caption_of, overlay_pixels, pick, scroll_top, settle
+from tests.e2e.viewer_page import (WAIT_MS, assert_page_has_no_phi, caption_of, idle, overlay_pixels, pick, scroll_top,
+                                   settle)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realdata]
 
@@ -85,9 +86,11 @@ def test_head_ct_model_and_phantom_overlay_in_chromium(server, browser, artifact
     page.get_by_text("DICOM tag browser").click()
     page.get_by_text("PatientName").first.wait_for()
     assert_page_has_no_phi(page, "viewer page with metadata and tags open, before reveal")
+    idle(page)  # a click while the page reruns can be lost
     page.get_by_text("Reveal patient data").click()
     page.get_by_text(SENTINEL_TEXTS[0]).first.wait_for()
     assert "PHI-SENTINEL-0001" in _text(page)
+    idle(page)
     page.get_by_text("Reveal patient data").click()
     page.wait_for_function(f"!document.body.innerText.includes({SENTINEL_TEXTS[0]!r})")
 
