@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import multiprocessing
 import os
 import resource
 import statistics
@@ -72,6 +73,44 @@ def race(medssl: Callable[[], Any], reference: Callable[[], Any], repeats: int, 
             if i >= warmup:
                 out.append(took)
     return a, b
+
+
+class Side:
+    """One side of a race in a process of its own, so that what one side sets process-wide
+    (``medssl predict`` keeps freed memory for reuse, see ``medssl.devices``) never reaches
+    the other. ``Side(make, *args)`` runs ``make(*args)`` in a spawned process once to get
+    the side's callable; each ``side()`` then runs it there and returns its result."""
+
+    def __init__(self, make: Callable[..., Callable[[], Any]], *args: Any) -> None:
+        self._conn, child = multiprocessing.get_context("spawn").Pipe()
+        self._proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child, make, args), daemon=True)
+        self._proc.start()
+        self._receive()  # built, or the error that stopped it
+
+    def __call__(self) -> Any:
+        self._conn.send("run")
+        return self._receive()
+
+    def _receive(self) -> Any:
+        ok, value = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"race side failed: {value}")
+        return value
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._proc.join(timeout=60)
+
+
+def _serve(conn, make: Callable[..., Callable[[], Any]], args: tuple) -> None:  # noqa: ANN001
+    try:
+        fn = make(*args)
+        conn.send((True, None))
+        while conn.recv() is not None:
+            gc.collect()
+            conn.send((True, fn()))
+    except BaseException as exc:  # noqa: BLE001  (reported to the parent, which raises)
+        conn.send((False, f"{type(exc).__name__}: {exc}"))
 
 
 def emit_race(figure: str, a: list[float], b: list[float], unit: str = "s", **extra: Any) -> dict[str, Any]:

@@ -71,9 +71,12 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if getattr(args, "debug", False):  # the messages of failed cases' internal errors
         logging.getLogger("medssl.inference").setLevel(logging.DEBUG)
+    from medssl.devices import keep_freed_memory
     from medssl.inference.inputs import collect_inputs
     from medssl.inference.predictor import Predictor
     from medssl.io.path_privacy import Redactor, redacting_logs
+
+    keep_freed_memory(default=True)  # a predict process ends with its run; see the docstring
 
     predictor = Predictor.from_artifact(args.model, device=args.device, overlap=args.overlap,
                                         sw_batch_size=args.sw_batch_size, tta=args.tta)  # fmt: skip

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +48,27 @@ def write_case_outputs(
     record = {"case_id": cid, "source": scan.source, "model_sha256": predictor.model_hash, "input_sha256": input_sha256}
     if pred.class_probs is not None:
         return _classification(pred, out, cid, record)
-    written = [f"{cid}.nii.gz"]
-    write_nifti(out / written[0], pred.label, scan.affine)
-    stats = label_stats(pred.label, scan, predictor.labels, pred.confidence)
-    if pred.uncertainty is not None:
-        stats["mean_uncertainty"] = round(float(pred.uncertainty.mean()), 6)
-        written.append(f"{cid}_uncertainty.nii.gz")
-        write_nifti(out / written[-1], pred.uncertainty.astype(np.float32), scan.affine)
-    if pred.probabilities is not None:
-        written.append(f"{cid}_probabilities.nii.gz")
-        write_nifti(out / written[-1], np.moveaxis(pred.probabilities, 0, -1).astype(np.float32), scan.affine)
-    if preview:
-        written.append(f"{cid}.png")
-        write_preview(out / written[-1], scan.array, pred.label, scan.affine, scan.modality)
-    if datasets:
-        written.append(f"{cid}_seg.dcm")
-        vocabulary = LabelVocabulary.from_dict(predictor.artifact.meta.get("label_codes"), "model meta.label_codes")
-        write_dicom_seg(out / written[-1], pred.label, scan.affine, datasets, predictor.labels,
-                        uid_seed=f"{input_sha256}:{predictor.model_hash}", vocabulary=vocabulary,
-                        model_name=str(predictor.artifact.network.get("name", "medssl")),
-                        keep_patient_identity=keep_patient_identity)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medssl-seg") as pool:
+        # The SEG (pure Python, most of a second on a CT) is built beside the NIfTI's gzip and the
+        # statistics, which spend their time in zlib and numpy; both are done before the JSON.
+        seg = pool.submit(_write_seg, predictor, pred, scan, datasets, out / f"{cid}_seg.dcm", input_sha256,
+                          keep_patient_identity) if datasets else None  # fmt: skip
+        written = [f"{cid}.nii.gz"]
+        write_nifti(out / written[0], pred.label, scan.affine)
+        stats = label_stats(pred.label, scan, predictor.labels, pred.confidence)
+        if pred.uncertainty is not None:
+            stats["mean_uncertainty"] = round(float(pred.uncertainty.mean()), 6)
+            written.append(f"{cid}_uncertainty.nii.gz")
+            write_nifti(out / written[-1], pred.uncertainty.astype(np.float32), scan.affine)
+        if pred.probabilities is not None:
+            written.append(f"{cid}_probabilities.nii.gz")
+            write_nifti(out / written[-1], np.moveaxis(pred.probabilities, 0, -1).astype(np.float32), scan.affine)
+        if preview:
+            written.append(f"{cid}.png")
+            write_preview(out / written[-1], scan.array, pred.label, scan.affine, scan.modality)
+        if seg is not None:
+            seg.result()
+            written.append(f"{cid}_seg.dcm")
     status, reasons = assess(stats, predictor.artifact.meta.get("training_domain"), scan.modality,
                              prepared.image[0].numpy(), predictor.artifact.modality)
     written.append(f"{cid}.json")
@@ -74,6 +76,15 @@ def write_case_outputs(
     row = {f"volume_ml_{name}": entry["volume_ml"] for name, entry in stats["labels"].items()}
     row.update(status=status, code="out_of_domain" if reasons else "", reason="; ".join(reasons))
     return row, written
+
+
+def _write_seg(predictor: Predictor, pred: Prediction, scan: Scan, datasets: Sequence, path: Path,
+               input_sha256: str, keep_patient_identity: bool) -> None:  # fmt: skip
+    vocabulary = LabelVocabulary.from_dict(predictor.artifact.meta.get("label_codes"), "model meta.label_codes")
+    write_dicom_seg(path, pred.label, scan.affine, datasets, predictor.labels,
+                    uid_seed=f"{input_sha256}:{predictor.model_hash}", vocabulary=vocabulary,
+                    model_name=str(predictor.artifact.network.get("name", "medssl")),
+                    keep_patient_identity=keep_patient_identity)  # fmt: skip
 
 
 def _classification(pred: Prediction, out: Path, cid: str, record: dict) -> tuple[dict[str, Any], list[str]]:

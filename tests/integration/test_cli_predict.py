@@ -229,3 +229,36 @@ def test_allow_resample_reads_unevenly_spaced_series(cohort, bone_model, tmp_pat
     assert _rows(out)[0]["code"] == "geometry" and "--allow-resample" in _rows(out)[0]["reason"]
     assert main(argv + ["--continue", "--allow-resample"]) == EXIT_OK  # another setting: redone
     assert _rows(out)[0]["status"] == "ok" and (out / "gap_seg.dcm").is_file()
+
+
+def test_a_failing_seg_fails_its_case_and_the_batch_goes_on(cohort, bone_model, tmp_path, monkeypatch):
+    """The SEG is written beside the NIfTI and the statistics: its error still decides the row."""
+    import medssl.inference.case_outputs as case_outputs
+
+    real = case_outputs.write_dicom_seg
+
+    def failing(path, *a, **k):
+        if "phantom_001" in str(path):
+            raise RuntimeError("frame encoding failed")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(case_outputs, "write_dicom_seg", failing)
+    out = tmp_path / "out"
+    argv = ["-q", "predict", "--model", str(bone_model), "--output", str(out), "--no-preview",
+            "--input", str(cohort / "studies" / "dicom" / "phantom_001"), str(cohort / "studies" / "dicom" / "phantom_002")]  # fmt: skip
+    assert main(argv) == EXIT_PARTIAL
+    rows = {r["case_id"]: r for r in _rows(out)}
+    assert (rows["phantom_001"]["status"], rows["phantom_001"]["code"]) == ("failed", "internal")
+    assert "RuntimeError" in rows["phantom_001"]["reason"]
+    assert rows["phantom_002"]["status"] == "ok" and (out / "phantom_002_seg.dcm").is_file()
+
+
+def test_predict_keeps_freed_memory_for_reuse(cohort, bone_model, tmp_path, monkeypatch):
+    import medssl.devices
+
+    calls = []
+    monkeypatch.setattr(medssl.devices, "keep_freed_memory", lambda default=False: calls.append(default) or True)
+    src = cohort / "studies" / "nifti" / "phantom_002.nii.gz"
+    assert main(["-q", "predict", "--model", str(bone_model), "--input", str(src), "--output", str(tmp_path / "o"),
+                 "--no-preview"]) == EXIT_OK  # fmt: skip
+    assert calls == [True]
