@@ -15,9 +15,10 @@ frames omitted). medssl: ``medssl predict --no-preview``. Plain: ``LoadImaged``
 Each side runs in a process of its own (``racing.Side``), as a user runs either: ``medssl
 predict`` keeps freed memory for reuse process-wide (``medssl.devices.keep_freed_memory``),
 which must not speed up the plain side. The first run of each is the warm-up and the
-equality check. Figure ``predict_end_to_end`` (wall s of a warm case, interleaved); ``equal``: both masks, brought to the
-closest RAS grid, lie on the same grid and differ in at most one voxel per million
-(``differing_voxels``: float32 rounding decides exact ties between classes differently).
+equality check. Figure ``predict_end_to_end`` (wall s of a warm case, interleaved);
+``equal``: both masks, brought to the closest RAS grid, lie on the same grid and differ in
+at most one voxel per million (``differing_voxels``: float32 rounding decides exact ties
+between classes differently).
 The series carries a planted patient-name sentinel: nothing here prints a tag value."""
 
 from __future__ import annotations
@@ -53,11 +54,11 @@ def make_artifact(path: Path, roi: tuple[int, int, int], channels: list[int]) ->
     return save_model_artifact(art, path)
 
 
-def medssl_side(model: Path, series: Path, out: Path):  # noqa: ANN201
+def medssl_run(model: Path, series: Path, out: Path):  # noqa: ANN201
     return lambda: run_medssl(model, series, out)
 
 
-def plain_side(model: Path, series: Path, out: Path):  # noqa: ANN201
+def plain_run(model: Path, series: Path, out: Path):  # noqa: ANN201
     plain = Plain(model)
     return lambda: plain(series, out)
 
@@ -179,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             series, roi, channels = real_data_dir() / "dicom" / "head_ct_series", (96, 96, 64), [8, 16, 32, 64]
         model = make_artifact(tmp / "model.pt", roi, channels)
         # each side in its own process: medssl predict tunes the process's allocator
-        ours_side, plain_side_ = Side(medssl_side, model, series, tmp / "m"), Side(plain_side, model, series, tmp / "p")
-        ours, theirs = canonical_mask(ours_side()), canonical_mask(plain_side_())  # also the warm-up
+        medssl_proc, plain_proc = Side(medssl_run, model, series, tmp / "m"), Side(plain_run, model, series, tmp / "p")
+        ours, theirs = canonical_mask(medssl_proc()), canonical_mask(plain_proc())  # also the warm-up
         same_grid = ours[0].shape == theirs[0].shape and np.allclose(ours[1], theirs[1], atol=1e-4)
         differ = int((ours[0] != theirs[0]).sum()) if same_grid else -1
-        a, b = race(ours_side, plain_side_, repeats, warmup=0)
-        ours_side.close(), plain_side_.close()
+        a, b = race(medssl_proc, plain_proc, repeats, warmup=0)
+        medssl_proc.close(), plain_proc.close()
         voxels = int(np.prod(ours[0].shape))
         emit_race("predict_end_to_end", a, b, "s", equal=same_grid and 0 <= differ <= voxels // 10**6,
                   differing_voxels=differ,

@@ -244,8 +244,9 @@ def test_a_failing_seg_fails_its_case_and_the_batch_goes_on(cohort, bone_model, 
 
     monkeypatch.setattr(case_outputs, "write_dicom_seg", failing)
     out = tmp_path / "out"
+    dicom = cohort / "studies" / "dicom"
     argv = ["-q", "predict", "--model", str(bone_model), "--output", str(out), "--no-preview",
-            "--input", str(cohort / "studies" / "dicom" / "phantom_001"), str(cohort / "studies" / "dicom" / "phantom_002")]  # fmt: skip
+            "--input", str(dicom / "phantom_001"), str(dicom / "phantom_002")]  # fmt: skip
     assert main(argv) == EXIT_PARTIAL
     rows = {r["case_id"]: r for r in _rows(out)}
     assert (rows["phantom_001"]["status"], rows["phantom_001"]["code"]) == ("failed", "internal")
