@@ -76,7 +76,8 @@ def read_dataset(member: Member, limits: ReadLimits, *, headers_only: bool,
 
 def classify(ds: Dataset) -> tuple[str, str | None]:
     """('image' | 'localizer' | non-image kind, reason it is skipped or None)."""
-    sop = str(ds.get("SOPClassUID", ""))
+    meta = getattr(ds, "file_meta", None)
+    sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta is not None else ""))
     modality = str(ds.get("Modality", "")).upper()
     kind = NON_IMAGE_SOP_CLASSES.get(sop) or (modality if modality in NON_IMAGE_MODALITIES else None)
     if kind:

@@ -17,6 +17,7 @@ from medssl.io.dicom_headers import (DICOM_SUFFIXES, READ_ELEMENTS, FolderScan, 
                                      read_dataset, required_int, select_series)  # fmt: skip
 from medssl.io.dicom_pixels import check_decoder, check_pixel_length, expected_pixel_bytes, slice_pixels
 from medssl.io.dicom_resample import regular_offsets, resample_along_normal, undo_tilt
+from medssl.io.dicomdir import check_listed_images
 from medssl.io.limits import SKIP_CORRUPT_ENV, ReadLimits, all_finite, allocate_volume, check_budget, check_extent
 from medssl.io.notes import held_notes, note
 from medssl.io.phi import HIDDEN, is_phi_element, phi_from_dataset, uid_hash
@@ -54,7 +55,9 @@ def _chosen_series(path: Path, series_uid: str | None, limits: ReadLimits, membe
     if found.failed and found.groups:
         note(log, logging.WARNING, "%s: %d file(s) could not be read as DICOM and were skipped (first: %s: %s)",
              path.name, len(found.failed), found.failed[0][0], found.failed[0][2])  # fmt: skip
-    return found, select_series(found, series_uid, path.name)
+    group = select_series(found, series_uid, path.name)
+    check_listed_images(members, found, group, path.name, limits)
+    return found, group
 
 
 def _slice_like(name: str, sizes: dict[str, int], groups: list[SeriesGroup]) -> bool:
