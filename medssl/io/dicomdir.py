@@ -47,12 +47,13 @@ def check_listed_images(members: Iterable[Member], found: FolderScan, group: Ser
             names = {m.name.lower() for m in members}
             present = {str(ds.get("SOPInstanceUID", "")) for g in found.groups for _, ds in g.items}
         folder = member.name.rpartition("/")[0]
-        missing = [uid for uid, file_id in listed.items()
-                   if uid not in present and "/".join(filter(None, (folder, file_id))).lower() not in names]  # fmt: skip
+        paths = {uid: "/".join(filter(None, (folder, file_id))).lower() for uid, file_id in listed.items()}
+        missing = [uid for uid, path in paths.items() if uid not in present and path not in names]
         if missing:
             raise GeometryError(f"series {group.uid_hash}: missing slices: the DICOMDIR lists {len(listed)} images "
-                                f"of this series and the files of {len(missing)} are not here; add the missing files, "
-                                "or copy the files without the DICOMDIR to read what is here", source=where)  # fmt: skip
+                                f"of this series and the files of {len(missing)} are not here; add the missing "
+                                "files, or copy the files without the DICOMDIR to read what is here",
+                                source=where)  # fmt: skip
 
 
 def _listed_images(member: Member, series_uid: str, where: str, limits: ReadLimits) -> dict[str, str] | None:
