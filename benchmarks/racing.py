@@ -82,8 +82,9 @@ class Side:
     the side's callable; each ``side()`` then runs it there and returns its result."""
 
     def __init__(self, make: Callable[..., Callable[[], Any]], *args: Any) -> None:
-        self._conn, child = multiprocessing.get_context("spawn").Pipe()
-        self._proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child, make, args), daemon=True)
+        spawn = multiprocessing.get_context("spawn")
+        self._conn, child = spawn.Pipe()
+        self._proc = spawn.Process(target=_serve, args=(child, make, args), daemon=True)
         self._proc.start()
         self._receive()  # built, or the error that stopped it
 

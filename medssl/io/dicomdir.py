@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable
 
 from medssl.errors import GeometryError
 from medssl.io.dicom_headers import FolderScan, SeriesGroup
@@ -25,7 +24,7 @@ from medssl.io.sources import Member
 log = logging.getLogger(__name__)
 
 
-def check_listed_images(members: Iterable[Member], found: FolderScan, group: SeriesGroup, where: str,
+def check_listed_images(members: list[Member], found: FolderScan, group: SeriesGroup, where: str,
                         limits: ReadLimits) -> None:  # fmt: skip
     """Raise ``GeometryError`` when a DICOMDIR among ``members`` lists images of ``group``'s
     series whose files are gone: the record's file is not in the tree (names compared without
@@ -34,7 +33,6 @@ def check_listed_images(members: Iterable[Member], found: FolderScan, group: Ser
     read without corrupt slices."""
     if not group.uid or (found.failed and limits.skip_corrupt_slices):
         return
-    members = list(members)
     names: set[str] | None = None
     present: set[str] | None = None
     for member in members:
